@@ -1,0 +1,60 @@
+"""The command line, run as a user runs it: a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+
+
+def _wb(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_run_writes_a_table_and_prints_it(tmp_path):
+    out = tmp_path / "results.csv"
+    proc = _wb("run", "--model", "digits-cnn", "--recipes", "int8-dynamic; prune(0.5); fold-bn + int8-dynamic",
+               "--out", str(out), "--min-time", "0.05", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_csv(out)
+    assert list(frame["pipeline"]) == ["baseline", "int8-dynamic", "prune(0.5)", "fold-bn + int8-dynamic"]
+    assert (frame["status"] == "ok").all()
+    assert abs(frame.loc[2, "sparsity"] - 0.5) <= 0.01
+    assert "latency_ms_p50" in proc.stdout and "fold-bn + int8-dynamic" in proc.stdout
+
+
+def test_run_to_parquet_with_progress_bar(tmp_path):
+    out = tmp_path / "results.parquet"
+    proc = _wb("run", "--recipes", "fold-bn", "--out", str(out), "--min-time", "0.05")
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_parquet(out)) == 2
+    assert "trials" in proc.stderr  # the progress bar
+
+
+def test_device_json():
+    proc = _wb("device", "--json")
+    assert proc.returncode == 0, proc.stderr
+    profile = json.loads(proc.stdout)
+    assert profile["cores_available"] >= 1 and "accelerated" in profile and profile["peak_gflops_all"] > 0
+
+
+def test_models_and_recipes_lists():
+    assert "digits-cnn" in _wb("models").stdout
+    assert "int8-dynamic" in _wb("recipes").stdout
+
+
+def test_user_errors_exit_2_with_a_message_and_no_traceback(tmp_path):
+    cases = [
+        (["run", "--recipes", "int4-magic"], "unknown recipe 'int4-magic'"),
+        (["run", "--recipes", "prune(1.5)"], "[0.0, 1.0)"),
+        (["run", "--model", "resnet-9000", "--recipes", "prune(0.5)"], "known zoo models: digits-cnn"),
+        (["run", "--recipes", "prune(0.5)", "--out", str(tmp_path / "r.txt")], ".csv or .parquet"),
+        (["run", "--recipes", "prune(0.5)", "--batch-size", "0"], "batch_size"),
+        (["run", "--recipes", " ; "], "no pipeline given"),
+    ]
+    for args, fragment in cases:
+        proc = _wb(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert fragment in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr

@@ -1,0 +1,85 @@
+import json
+import time
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.errors import MeasurementError
+from workbench.profiling import LatencyStats, TimingConfig, measure_latency
+
+
+def _busy(ms):
+    end = time.perf_counter() + ms / 1000
+    while time.perf_counter() < end:
+        pass
+
+
+def test_latency_of_a_known_wait():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        _busy(2)
+
+    stats = measure_latency(fn, TimingConfig(min_time_s=0.1, min_runs=20, warmup_runs=3))
+    assert stats.n >= 20 and len(calls) == stats.n + 1 + 3  # first call and warm-up are not in the samples
+    assert 1.9 <= stats.p50 <= 3.0
+    assert stats.p50 <= stats.p90 <= stats.p99
+    assert stats.first_call_ms >= 1.9
+    assert sum(stats.samples_ms) >= 100 * 0.95  # ran at least min_time
+
+
+def test_minimum_count_wins_over_minimum_time():
+    stats = measure_latency(lambda: None, TimingConfig(min_time_s=0.0, min_runs=50, warmup_runs=0))
+    assert stats.n == 50
+
+
+def test_order_statistics_and_noise_flag():
+    quiet = LatencyStats(tuple([10.0] * 50 + [10.5] * 50), first_call_ms=100.0)
+    assert quiet.p50 == pytest.approx(10.25) and not quiet.noisy
+    noisy = LatencyStats(tuple(np.linspace(5, 15, 101)), first_call_ms=1.0)
+    assert noisy.iqr == pytest.approx(5.0) and noisy.noisy and noisy.spread == pytest.approx(0.5)
+    row = noisy.as_row()
+    assert row["latency_n"] == 101 and row["latency_ms_p90"] == pytest.approx(14.0)
+    assert len(noisy.thinned(20)) == 20
+
+
+@pytest.mark.parametrize("kwargs", [dict(min_time_s=-1), dict(min_runs=2), dict(min_runs=10, max_runs=5),
+                                    dict(warmup_runs=-1), dict(max_time_s=0.1, min_time_s=1.0),
+                                    dict(min_time_s=float("nan"))])
+def test_bad_timing_config_is_refused(kwargs):
+    with pytest.raises(MeasurementError, match="invalid timing config"):
+        TimingConfig(**kwargs)
+
+
+def test_device_profile(device):
+    assert device.cores_available >= 1 and device.memory_bytes > 2**30
+    assert device.accelerated["fp32"] == "native"
+    assert set(device.accelerated) >= {"fp16", "bf16", "int8", "tf32", "2:4"}
+    assert device.peak_gflops_1t > 1 and device.peak_gflops_all >= device.peak_gflops_1t * 0.7
+    assert device.bandwidth_gbs > 0.5
+    assert device.recommended_quantized_engine in device.quantized_engines
+    assert device.versions["torch"].startswith("2.")
+    json.dumps(device.to_dict())  # serialisable for reports
+    text = device.summary()
+    assert "fp32 GEMM" in text and "quantized" in text
+    if device.arch == "x86_64":
+        assert "avx2" in device.isa or "sse4_2" in device.isa
+        assert device.int8_reduce_range == (not device.has_vnni)
+    if not device.gpus:
+        assert device.accelerated["tf32"] == "" and device.accelerated["2:4"] == ""
+
+
+def test_measured_peaks_are_cached_per_machine(device):
+    from workbench.paths import cache_dir
+
+    path = cache_dir() / f"device-{device.fingerprint}.json"
+    assert path.is_file()
+    cached = json.loads(path.read_text())
+    assert cached["peak_gflops_all"] == device.peak_gflops_all
+    wb.device.cache_clear()
+    started = time.perf_counter()
+    again = wb.device()
+    assert time.perf_counter() - started < 5  # no re-measurement; the cpuinfo read is the slow part
+    assert again.peak_gflops_all == device.peak_gflops_all and again.fingerprint == device.fingerprint

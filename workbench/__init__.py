@@ -1,0 +1,30 @@
+"""Efficiency Workbench: which optimizations make a model smaller and faster, and what each costs.
+
+    import workbench as wb
+    model, task = wb.zoo.load("digits-cnn")
+    results = wb.Study(model, task).run(["int8-dynamic", "prune(0.5)", "fold-bn + int8-dynamic"])
+    results.frame; results.pareto(); wb.device()
+
+`import workbench` imports no deep-learning framework and no UI: backends load when a model needs them.
+"""
+
+from . import errors, recipes, tasks, zoo
+from .errors import (
+    DataError, IncompatibleRecipesError, MissingDependencyError, ModelError, ParameterError, SpecError,
+    UnknownNameError, UnsupportedError, WorkbenchError,
+)
+from .model import ModelHandle, WeightStats, wrap
+from .profiling.device import DeviceProfile, device
+from .profiling.timing import LatencyStats, TimingConfig, measure_latency
+from .recipes import Pipeline, Recipe, parse_pipelines
+from .results import COLUMNS, Results
+from .study import Study
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COLUMNS", "DataError", "DeviceProfile", "IncompatibleRecipesError", "LatencyStats", "MissingDependencyError",
+    "ModelError", "ModelHandle", "ParameterError", "Pipeline", "Recipe", "Results", "SpecError", "Study",
+    "TimingConfig", "UnknownNameError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
+    "device", "errors", "measure_latency", "parse_pipelines", "recipes", "tasks", "wrap", "zoo",
+]

@@ -1,0 +1,199 @@
+"""The torch model handle: an nn.Module (eager, FX graph or TorchScript) plus an example input."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...errors import ModelError
+from ...model import ModelHandle, WeightStats
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_NOT_WEIGHTS = ("running_mean", "running_var", "num_batches_tracked", "scale", "zero_point")
+
+
+class TorchModel(ModelHandle):
+    """A torch model. The handle owns a copy of the module, so the caller's model is never changed."""
+
+    framework = "torch"
+
+    def __init__(self, module: nn.Module, example_input: Any = None, *, copy_module: bool = True):
+        if not isinstance(module, nn.Module):
+            raise ModelError(f"TorchModel needs a torch.nn.Module, got {type(module).__name__}")
+        self.module = (copy.deepcopy(module) if copy_module else module).eval()
+        self.example_input = example_input
+        self.input_dtype: torch.dtype | None = None   # cast floating inputs to this (fp16/bf16 models)
+        self.device = "cpu"
+
+    # -- running -------------------------------------------------------------------------------
+    def to_input(self, batch: Any) -> Any:
+        """NumPy arrays / tensors (or tuples and dicts of them) → tensors on the model's device and dtype."""
+        if isinstance(batch, dict):
+            return {k: self.to_input(v) for k, v in batch.items()}
+        if isinstance(batch, (tuple, list)):
+            return tuple(self.to_input(v) for v in batch)
+        if isinstance(batch, np.ndarray):
+            array = batch.astype(np.float32) if batch.dtype == np.float64 else batch
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+        elif isinstance(batch, torch.Tensor):
+            tensor = batch
+        else:
+            raise ModelError(f"cannot feed a {type(batch).__name__} to a torch model: pass a NumPy array or a tensor")
+        if self.input_dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(self.input_dtype)
+        return tensor.to(self.device)
+
+    def _call(self, x: Any) -> Any:
+        if isinstance(x, dict):
+            return self.module(**x)
+        if isinstance(x, tuple):
+            return self.module(*x)
+        return self.module(x)
+
+    def predict(self, batch: Any) -> np.ndarray:
+        x = self.to_input(batch)
+        with self.session(), torch.inference_mode():
+            out = self._call(x)
+        return to_numpy(out)
+
+    def runner(self, batch: Any) -> Callable[[], object]:
+        x = self.to_input(batch)
+        module_call = self._call
+
+        def run() -> object:
+            with torch.inference_mode():
+                return module_call(x)
+
+        return run
+
+    @contextlib.contextmanager
+    def session(self, threads: int | None = None) -> Iterator[None]:
+        previous_threads = torch.get_num_threads()
+        previous_engine = torch.backends.quantized.engine
+        try:
+            if threads:
+                torch.set_num_threads(threads)
+            if self.engine and self.engine != previous_engine:
+                torch.backends.quantized.engine = self.engine
+            yield
+        finally:
+            torch.set_num_threads(previous_threads)
+            if torch.backends.quantized.engine != previous_engine:
+                torch.backends.quantized.engine = previous_engine
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    # -- describing ------------------------------------------------------------------------------
+    def serialize(self) -> bytes:
+        buffer = io.BytesIO()
+        if isinstance(self.module, torch.jit.ScriptModule):
+            torch.jit.save(self.module, buffer)
+        else:
+            torch.save(self.module.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def weight_stats(self) -> WeightStats:
+        params = nonzero = prunable = prunable_nonzero = 0
+        for name, value in _weight_tensors(self.module.state_dict()):
+            n, nz = value.numel(), int(torch.count_nonzero(value.int_repr() if value.is_quantized else value))
+            params, nonzero = params + n, nonzero + nz
+            if name.endswith("weight") and value.dim() >= 2:
+                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
+        return WeightStats(params, nonzero, prunable, prunable_nonzero)
+
+    def flops(self, batch: Any) -> int | None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        x = self.to_input(batch)
+        try:
+            with self.session(), torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                self._call(x)
+        except Exception:  # some runtimes (TorchScript, quantized kernels) are opaque to the counter
+            return None
+        total = int(counter.get_total_flops())
+        return total or None
+
+    def peak_memory(self, batch: Any) -> int | None:
+        """Peak of live CPU allocations during one forward pass, from torch.profiler's memory events."""
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            self.predict(batch)
+            return int(torch.cuda.max_memory_allocated() - base)
+        from torch.profiler import ProfilerActivity, profile
+
+        x = self.to_input(batch)
+        with self.session(), _quiet_native_stderr(), torch.inference_mode(), \
+                profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            self._call(x)
+        live = peak = 0
+        for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+            live += event.self_cpu_memory_usage
+            peak = max(peak, live)
+        return int(peak)
+
+    def evolve(self, **changes: Any) -> TorchModel:
+        return super().evolve(**changes)  # type: ignore[return-value]
+
+
+def to_numpy(out: Any) -> np.ndarray:
+    """A forward's output → float32 NumPy (the first tensor of a tuple; `logits` of a dict-like output)."""
+    if isinstance(out, torch.Tensor):
+        tensor = out
+    elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        tensor = out[0]
+    elif hasattr(out, "get") and isinstance(out.get("logits"), torch.Tensor):
+        tensor = out["logits"]
+    else:
+        raise ModelError(
+            f"the model's forward returned {type(out).__name__}; the workbench compares tensors: "
+            "make forward return a tensor (or a tuple whose first item is the output)"
+        )
+    if tensor.is_quantized:
+        tensor = tensor.dequantize()
+    return tensor.detach().to("cpu", torch.float32).numpy()
+
+
+def _weight_tensors(state: dict) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) for every weight/bias in a state dict, packed quantized weights unpacked."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor):
+            if name.rsplit(".", 1)[-1] in _NOT_WEIGHTS or not (value.is_floating_point() or value.is_quantized):
+                continue
+            yield name, value
+        elif isinstance(value, (tuple, list)):  # e.g. quantized Linear's _packed_params: (weight, bias)
+            tensors = [v for v in value if isinstance(v, torch.Tensor)]
+            for i, t in enumerate(tensors):
+                yield (f"{name}.weight" if i == 0 and t.dim() >= 2 else f"{name}.{i}"), t
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence the profiler's native start/stop lines on file descriptor 2."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def module_dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in _DTYPES.items()}.get(dtype, str(dtype))

@@ -1,0 +1,106 @@
+"""The `workbench` command: `workbench device [--json]`, `workbench run --model M --recipes "a; b" --out x.csv`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .errors import WorkbenchError
+
+EXIT_USER_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("device", help="what this machine is and can do")
+    dev.add_argument("--json", action="store_true", help="print the profile as JSON")
+    dev.add_argument("--no-measure", action="store_true", help="skip the measured GEMM / bandwidth peaks")
+
+    run = sub.add_parser("run", help="measure pipelines of recipes on a zoo model")
+    run.add_argument("--model", default="digits-cnn", help="zoo model name (see `workbench models`)")
+    run.add_argument("--recipes", required=True,
+                     help='pipelines separated by ";", e.g. "int8-dynamic; prune(0.5); fold-bn + int8-dynamic"')
+    run.add_argument("--split", default="val", choices=("val", "test"), help="evaluation split")
+    run.add_argument("--batch-size", type=int, default=32, help="batch that latency is timed at")
+    run.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores available)")
+    run.add_argument("--min-time", type=float, default=0.5, help="minimum seconds of timing per trial")
+    run.add_argument("--out", default=None, help="write the results table (.csv or .parquet)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("models", help="list the zoo models")
+    sub.add_parser("recipes", help="list the recipes and their parameters")
+    return parser
+
+
+def _cmd_device(args: argparse.Namespace) -> int:
+    from .profiling.device import device
+
+    profile = device(measure=not args.no_measure)
+    print(json.dumps(profile.to_dict(), indent=2) if args.json else profile.summary())
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import zoo
+    from .profiling.timing import TimingConfig
+    from .recipes import parse_pipelines
+    from .store import _check_table_path
+    from .study import Study
+
+    pipelines = parse_pipelines(args.recipes)  # a bad spec fails before the model is trained or loaded
+    if args.out:
+        from pathlib import Path
+
+        _check_table_path(Path(args.out))
+    model, task = zoo.load(args.model, split=args.split)
+    study = Study(model, task, batch_size=args.batch_size, threads=args.threads,
+                  timing=TimingConfig(min_time_s=args.min_time))
+    print(f"{args.model} on {task.describe()}; batch {study.batch_size}, {study.threads} thread(s); "
+          f"{study.device.label}", file=sys.stderr)
+    results = study.run(pipelines, progress=not args.no_progress)
+    print(results.table())
+    for _, row in results.frame.iterrows():
+        if row["status"] != "ok":
+            print(f"[{row['status']}] {row['pipeline']}: {row['error']}", file=sys.stderr)
+    if args.out:
+        results.save(args.out)
+        print(f"wrote {len(results)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    print("\n".join(zoo.names()))
+    return 0
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    from .recipes import describe
+
+    for r in describe():
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        print(f"{r['name']:<16} {r['kind']:<10} {','.join(r['frameworks']):<12} {r['summary']}"
+              + (f"  [{params}]" if params else ""))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"device": _cmd_device, "run": _cmd_run, "models": _cmd_models, "recipes": _cmd_recipes}[args.command]
+    try:
+        return handler(args)
+    except WorkbenchError as exc:
+        print(f"workbench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+"""What this machine is and can do: CPU and ISA, cores, memory, GPUs, framework versions, quantized
+engines, which precisions the hardware accelerates, and *measured* GEMM and memory-bandwidth peaks.
+
+The static part is read each time (cheap, no framework import except torch for its quantized engines and
+CUDA devices, when torch is installed); the measured peaks take ~2 s and are cached per machine
+fingerprint under the workbench cache directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from .._optional import version_of
+from ..paths import cache_dir
+
+#: ISA features that decide what runs fast; names as Linux /proc/cpuinfo spells them
+ISA_FEATURES = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
+    "asimd", "asimdhp", "asimddp", "bf16", "i8mm", "sve", "sve2",
+)
+FRAMEWORKS = ("torch", "torchao", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
+              "onnx", "onnxruntime", "transformers", "sentence-transformers", "numpy", "pandas")
+
+
+@dataclasses.dataclass(frozen=True)
+class GPU:
+    name: str
+    compute_capability: str
+    memory_bytes: int
+    tensor_core_precisions: tuple[str, ...]
+    sparse_tensor_cores: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceProfile:
+    cpu_model: str
+    arch: str
+    isa: tuple[str, ...]
+    cores_physical: int
+    cores_logical: int
+    cores_available: int
+    memory_bytes: int
+    os: str
+    python: str
+    versions: dict[str, str]
+    quantized_engines: tuple[str, ...]
+    default_quantized_engine: str | None
+    gpus: tuple[GPU, ...]
+    accelerated: dict[str, str]       # precision -> why it is (or "" where it is not)
+    peak_gflops_1t: float | None      # measured fp32 GEMM, one thread
+    peak_gflops_all: float | None     # measured fp32 GEMM, all available cores
+    bandwidth_gbs: float | None       # measured memory copy bandwidth (bytes read + written)
+    fingerprint: str
+
+    # -- questions recipes and charts ask ---------------------------------------------------------
+    def has(self, feature: str) -> bool:
+        return feature in self.isa
+
+    def is_accelerated(self, precision: str) -> bool:
+        return bool(self.accelerated.get(precision))
+
+    @property
+    def has_vnni(self) -> bool:
+        return any(self.has(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+    @property
+    def recommended_quantized_engine(self) -> str:
+        """x86 (FBGEMM + oneDNN) on x86-64, qnnpack on Arm; whatever torch supports otherwise."""
+        wanted = "qnnpack" if self.arch in ("aarch64", "arm64") else "x86"
+        if self.quantized_engines and wanted not in self.quantized_engines:
+            return self.default_quantized_engine or self.quantized_engines[0]
+        return wanted
+
+    @property
+    def int8_reduce_range(self) -> bool:
+        """Without VNNI, u8s8 int8 dot products can saturate: quantize activations to 7 bits."""
+        return self.arch in ("x86_64", "amd64") and not self.has_vnni
+
+    @property
+    def machine_balance(self) -> float | None:
+        """FLOP per byte at which a kernel turns from memory- to compute-bound (roofline ridge)."""
+        if self.peak_gflops_all and self.bandwidth_gbs:
+            return self.peak_gflops_all / self.bandwidth_gbs
+        return None
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: CPU model, cores and the best ISA level."""
+        level = next((f for f in ("amx_int8", "avx512_vnni", "avx512f", "avx_vnni", "avx2", "asimd") if self.has(f)), "")
+        gpu = f" + {self.gpus[0].name}" if self.gpus else ""
+        return f"{self.cpu_model} ({self.cores_available} cores{', ' + level if level else ''}){gpu}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        lines = [
+            f"CPU        {self.cpu_model} [{self.arch}], {self.cores_physical} physical / {self.cores_logical} "
+            f"logical cores, {self.cores_available} available",
+            f"memory     {self.memory_bytes / 2**30:.1f} GiB",
+            f"ISA        {' '.join(self.isa) or '(none of the tracked features)'}",
+            f"OS         {self.os}; Python {self.python}",
+            f"quantized  engines {', '.join(self.quantized_engines) or '(torch not installed)'}; "
+            f"recommended {self.recommended_quantized_engine}, reduce_range={self.int8_reduce_range}",
+        ]
+        for g in self.gpus:
+            lines.append(f"GPU        {g.name}, sm{g.compute_capability.replace('.', '')}, "
+                         f"{g.memory_bytes / 2**30:.0f} GiB, tensor cores: {', '.join(g.tensor_core_precisions) or 'none'}"
+                         f"{', 2:4 sparse' if g.sparse_tensor_cores else ''}")
+        if not self.gpus:
+            lines.append("GPU        none (CUDA not available)")
+        for precision, why in self.accelerated.items():
+            lines.append(f"{precision:<10} {'accelerated: ' + why if why else 'not accelerated here (emulated or unsupported)'}")
+        fmt = lambda v, unit: f"{v:.1f} {unit}" if v else "not measured"  # noqa: E731
+        lines.append(f"measured   fp32 GEMM {fmt(self.peak_gflops_1t, 'GFLOP/s')} (1 thread), "
+                     f"{fmt(self.peak_gflops_all, 'GFLOP/s')} (all); copy bandwidth {fmt(self.bandwidth_gbs, 'GB/s')}")
+        if self.machine_balance:
+            lines.append(f"balance    {self.machine_balance:.1f} FLOP/byte (roofline ridge point)")
+        lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in self.versions.items()))
+        return "\n".join(lines)
+
+
+# -- reading the machine ------------------------------------------------------------------------------
+
+def _cpu_info() -> tuple[str, str, tuple[str, ...]]:
+    import cpuinfo
+
+    info = cpuinfo.get_cpu_info()
+    flags = set(info.get("flags", []))
+    # py-cpuinfo normalises some names (avx512vnni); accept both spellings
+    flags |= {f.replace("avx512", "avx512_") for f in flags if f.startswith("avx512") and "_" not in f}
+    isa = tuple(f for f in ISA_FEATURES if f in flags)
+    return info.get("brand_raw") or platform.processor() or "unknown CPU", platform.machine().lower(), isa
+
+
+def _torch_facts() -> tuple[tuple[str, ...], str | None, tuple[GPU, ...]]:
+    if version_of("torch") is None:
+        return (), None, ()
+    import torch
+
+    engines = tuple(e for e in torch.backends.quantized.supported_engines if e != "none")
+    gpus = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            cc = (p.major, p.minor)
+            tc = []
+            if cc >= (7, 0):
+                tc.append("fp16")
+            if cc >= (8, 0):
+                tc += ["bf16", "tf32", "int8"]
+            if cc >= (8, 9):
+                tc.append("fp8")
+            gpus.append(GPU(p.name, f"{p.major}.{p.minor}", int(p.total_memory), tuple(tc), cc >= (8, 0)))
+    return engines, torch.backends.quantized.engine, tuple(gpus)
+
+
+def _accelerated(isa: tuple[str, ...], gpus: tuple[GPU, ...]) -> dict[str, str]:
+    has = set(isa).__contains__
+    out = {"fp32": "native"}
+    fp16 = [f for f in ("avx512_fp16", "amx_fp16", "asimdhp") if has(f)]
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16", "bf16") if has(f)]
+    int8 = [f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "asimddp", "i8mm") if has(f)]
+    if not int8 and has("avx2"):
+        int8 = ["avx2 (no VNNI: u8s8 may saturate, reduce_range used)"]
+    gpu_tc = {p for g in gpus for p in g.tensor_core_precisions}
+    out["fp16"] = ", ".join(fp16 + (["GPU tensor cores"] if "fp16" in gpu_tc else []))
+    out["bf16"] = ", ".join(bf16 + (["GPU tensor cores"] if "bf16" in gpu_tc else []))
+    out["tf32"] = "GPU tensor cores" if "tf32" in gpu_tc else ""
+    out["int8"] = ", ".join(int8 + (["GPU tensor cores"] if "int8" in gpu_tc else []))
+    out["2:4"] = "GPU sparse tensor cores" if any(g.sparse_tensor_cores for g in gpus) else ""
+    return out
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# -- measured peaks -----------------------------------------------------------------------------------
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
+    """Measured fp32 matrix-multiply rate (torch when installed, else NumPy's BLAS)."""
+    if version_of("torch") is not None:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            out = torch.empty(n, n)
+            seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats)
+        finally:
+            torch.set_num_threads(previous)
+    else:
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+        seconds = _median_seconds(lambda: a @ b, repeats)
+    return 2 * n**3 / seconds / 1e9
+
+
+def measure_bandwidth_gbs(megabytes: int = 128, repeats: int = 8) -> float:
+    """Measured copy bandwidth: bytes read + written per second, on an array far larger than the caches."""
+    src = np.ones(megabytes * 2**20 // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    seconds = _median_seconds(lambda: np.copyto(dst, src), repeats)
+    return 2 * src.nbytes / seconds / 1e9
+
+
+def _measured_peaks(fingerprint: str, cores: int) -> dict[str, float]:
+    path = cache_dir() / f"device-{fingerprint}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    peaks = {
+        "peak_gflops_1t": measure_gemm_gflops(1, n=512),
+        "peak_gflops_all": measure_gemm_gflops(cores),
+        "bandwidth_gbs": measure_bandwidth_gbs(),
+    }
+    from ..store import atomic_write_text
+
+    atomic_write_text(path, json.dumps(peaks))
+    return peaks
+
+
+@functools.lru_cache(maxsize=2)
+def device(measure: bool = True) -> DeviceProfile:
+    """The profile of this machine. `measure=False` skips the measured peaks (no GEMM/bandwidth run)."""
+    import psutil
+
+    cpu_model, arch, isa = _cpu_info()
+    engines, default_engine, gpus = _torch_facts()
+    versions = {"workbench": version_of("efficiency-workbench") or "dev", "python": platform.python_version()}
+    versions.update({name: v for name in FRAMEWORKS if (v := version_of(name))})
+    cores = _available_cores()
+    identity = json.dumps([cpu_model, arch, isa, cores, [dataclasses.asdict(g) for g in gpus], versions])
+    fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    peaks = _measured_peaks(fingerprint, cores) if measure else {}
+    return DeviceProfile(
+        cpu_model=cpu_model, arch=arch, isa=isa,
+        cores_physical=psutil.cpu_count(logical=False) or cores, cores_logical=psutil.cpu_count() or cores,
+        cores_available=cores, memory_bytes=psutil.virtual_memory().total,
+        os=f"{platform.system()} {platform.release()}", python=platform.python_version(), versions=versions,
+        quantized_engines=engines, default_quantized_engine=default_engine, gpus=gpus,
+        accelerated=_accelerated(isa, gpus),
+        peak_gflops_1t=peaks.get("peak_gflops_1t"), peak_gflops_all=peaks.get("peak_gflops_all"),
+        bandwidth_gbs=peaks.get("bandwidth_gbs"), fingerprint=fingerprint,
+    )

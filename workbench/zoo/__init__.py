@@ -1,0 +1,42 @@
+"""Built-in models on real data, trained deterministically and cached: `wb.zoo.load("digits-cnn")`.
+
+Each entry is a loader `(split) -> (model handle, task)` registered by name. Trained weights are cached
+under the workbench cache directory (keyed by the training recipe and the torch version), so the second
+load is instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..registry import Registry
+
+ZOO: Registry[Callable[..., Any]] = Registry("zoo model")
+DEFAULT_MODEL = "digits-cnn"
+
+
+def register(name: str, loader: Callable[..., Any]) -> None:
+    ZOO.register(name, loader)
+
+
+def names() -> list[str]:
+    return ZOO.names()
+
+
+def load(name: str = DEFAULT_MODEL, *, split: str = "val") -> tuple[Any, Any]:
+    """(model handle, task) for a zoo entry; `split` picks the evaluation data (val or test)."""
+    return ZOO.get(name)(split=split)
+
+
+def _digits(name: str) -> Callable[..., Any]:
+    def loader(split: str = "val"):
+        from .digits import load_digits_model
+
+        return load_digits_model(name, split)
+
+    return loader
+
+
+for _name in ("digits-cnn", "digits-mlp", "digits-cnn32"):
+    register(_name, _digits(_name))
