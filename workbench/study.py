@@ -49,7 +49,7 @@ class Study:
     def __init__(self, model: Any, task: Task, *, example_input: Any = None, batch_size: int = 32,
                  threads: int | None = None, timing: TimingConfig | None = None,
                  device_profile: DeviceProfile | None = None, measure_memory: bool = True,
-                 measure_flops: bool = True, seed: int = 0):
+                 measure_flops: bool = True, seed: int = 0, target: str = "cpu"):
         if not isinstance(task, Task):
             raise DataError(f"task must be a workbench Task (e.g. wb.tasks.Classification(x, y)), "
                             f"got {type(task).__name__}")
@@ -64,6 +64,11 @@ class Study:
         self.timing = timing or TimingConfig()
         self.measure_memory, self.measure_flops, self.seed = measure_memory, measure_flops, seed
         self.baseline: ModelHandle = wrap(model, task.sample(1) if example_input is None else example_input)
+        if target != "cpu":
+            if not hasattr(self.baseline, "to_device"):
+                raise ModelError(f"target={target!r}: {type(self.baseline).__name__} models run on the CPU only")
+            self.baseline = self.baseline.to_device(target)
+        self.target = target
         self._reference = self._check_baseline()
         self._rows: dict[str, dict[str, Any]] = {}   # canonical spec → row, for this study's lifetime
         self._handles: dict[str, ModelHandle] = {}
@@ -162,9 +167,9 @@ class Study:
                        engine=handle.engine or "n/a")
             notes += handle.notes
             notes += self._device_notes(handle)
+            self._fill_latency(row, handle)  # first: its first call is the one that pays for compilation
             self._fill_quality(row, handle)
             self._fill_size(row, handle)
-            self._fill_latency(row, handle)
             self._fill_compute(row, handle, notes)
         except _TrialFailure as failure:
             row.update(status="failed", error=str(failure))
@@ -218,12 +223,6 @@ class Study:
         batch = self.task.sample(self.batch_size)
         if self.measure_flops:
             flops = self._stage("flops", handle.flops, batch)
-            base = self._rows.get(Pipeline(()).spec)
-            base_flops = (base or {}).get("flops")
-            if base_flops and handle.lineage and (flops is None or (handle.precision == "int8" and flops < base_flops)):
-                flops = base_flops
-                notes.append("flops: counted on the fp32 baseline graph (this model's kernels are opaque to "
-                             "torch's FLOP counter)")
             if flops is None:
                 notes.append("flops: not countable for this model")
             row["flops"] = flops
@@ -240,8 +239,9 @@ class Study:
             notes.append("peak memory: not measured (measure_memory=False)")
 
     def _device_notes(self, handle: ModelHandle) -> list[str]:
-        precision = handle.precision
-        if precision in ("fp16", "bf16") and not self.device.is_accelerated(precision):
+        precision = handle.precision.removeprefix("amp-")
+        on_gpu = getattr(handle, "device", "cpu").startswith("cuda")
+        if precision in ("fp16", "bf16") and not on_gpu and not self.device.is_accelerated(precision):
             features = "avx512_fp16/AMX-FP16" if precision == "fp16" else "avx512_bf16/AMX"
             return [f"{precision} is emulated on this CPU (no {features}): expect it slower than fp32"]
         return []

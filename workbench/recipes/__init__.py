@@ -1,11 +1,12 @@
 """Recipes: frozen configs, registered by name, composed into pipelines."""
 
-from . import fusion, quantization, sparsity  # noqa: F401  (registers the recipes)
+from . import fusion, precision, quantization, sparsity  # noqa: F401  (registers the recipes)
 from .base import RECIPES, ApplyContext, Recipe, register_handler, register_recipe
-from .fusion import FoldBatchNorm
+from .fusion import ChannelsLast, Compile, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
 from .pipeline import BASELINE, Pipeline, as_pipeline, parse_pipelines
-from .quantization import Int8Dynamic
-from .sparsity import Prune
+from .precision import Autocast, Bf16, Fp16, Tf32
+from .quantization import Int8Dynamic, Int8Static, Int8WeightOnly, Qat
+from .sparsity import Prune, SparseKernels
 
 
 def available() -> list[str]:
@@ -27,6 +28,8 @@ def describe() -> list[dict]:
 
 
 __all__ = [
-    "RECIPES", "ApplyContext", "BASELINE", "FoldBatchNorm", "Int8Dynamic", "Pipeline", "Prune", "Recipe",
-    "as_pipeline", "available", "describe", "parse_pipelines", "register_handler", "register_recipe",
+    "RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16", "ChannelsLast", "Compile", "ExecuTorch",
+    "FoldBatchNorm", "Fp16", "Fuse", "Int8Dynamic", "Int8Static", "Int8WeightOnly", "Pipeline", "Prune", "Qat",
+    "Recipe", "SparseKernels", "Tf32", "TorchScript", "as_pipeline", "available", "describe", "parse_pipelines",
+    "register_handler", "register_recipe",
 ]

@@ -71,6 +71,11 @@ class Recipe:
             if self.kind == "weights" and prev.kind in ("precision", "runtime"):
                 return (f"{self.to_spec()} changes float weights, so it must come before {prev.to_spec()}; "
                         f"write it as '{self.to_spec()} + {prev.to_spec()}'")
+            if self.kind == "graph" and prev.kind == "runtime":
+                return (f"{self.to_spec()} rewrites the eager model, which {prev.to_spec()} has already turned into "
+                        f"another runtime; write it as '{self.to_spec()} + {prev.to_spec()}'")
+            if self.kind == "runtime" and prev.kind == "runtime":
+                return (f"{prev.to_spec()} and {self.to_spec()} are two runtimes; a pipeline ends in at most one")
         return None
 
     # -- behaviour -----------------------------------------------------------------------------
@@ -183,8 +188,6 @@ def _coerce(recipe: str, param: str, value: Any, annotation: Any) -> Any:
             raise ParameterError(recipe, param, value, "true or false")
         return value
     if kind == "str":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
         if not isinstance(value, str):
             raise ParameterError(recipe, param, value, "a word")
         return value

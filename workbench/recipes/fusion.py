@@ -1,10 +1,10 @@
-"""Graph / fusion recipes (configs only; framework handlers live in workbench.backends)."""
+"""Graph, fusion and compilation recipes (configs only; framework handlers live in workbench.backends)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Recipe, register_recipe
+from .base import Recipe, check_choice, register_recipe
 
 
 @register_recipe
@@ -16,3 +16,73 @@ class FoldBatchNorm(Recipe):
     kind = "graph"
     frameworks = ("torch",)
     summary = "fold BatchNorm into the preceding convolution"
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Fuse(Recipe):
+    """Module fusion of Conv-BN-ReLU (and Linear-ReLU) into single fused modules (torch.ao fuse_fx)."""
+
+    name = "fuse"
+    kind = "graph"
+    frameworks = ("torch",)
+    summary = "fuse Conv-BN-ReLU / Linear-ReLU into fused modules"
+
+
+@register_recipe
+@dataclass(frozen=True)
+class ChannelsLast(Recipe):
+    """NHWC memory layout for 4-D activations and conv weights (what oneDNN and tensor cores prefer)."""
+
+    name = "channels-last"
+    kind = "graph"
+    frameworks = ("torch",)
+    summary = "NHWC memory format for convolutions"
+
+
+@register_recipe
+@dataclass(frozen=True)
+class TorchScript(Recipe):
+    """TorchScript (trace or script), frozen and optimized for inference."""
+
+    name = "torchscript"
+    kind = "runtime"
+    frameworks = ("torch",)
+    summary = "TorchScript trace/script + freeze + optimize_for_inference"
+
+    mode: str = "trace"
+    freeze: bool = True
+
+    def validate(self) -> None:
+        check_choice(self.name, "mode", self.mode, ("trace", "script"))
+
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Compile(Recipe):
+    """torch.compile (Inductor). Compile time is the trial's first-call time, apart from steady state."""
+
+    name = "compile"
+    kind = "runtime"
+    frameworks = ("torch",)
+    summary = "torch.compile with Inductor (compile time reported as first call)"
+    positional = ("mode",)
+
+    mode: str = "default"
+
+    def validate(self) -> None:
+        check_choice(self.name, "mode", self.mode, COMPILE_MODES)
+
+
+@register_recipe
+@dataclass(frozen=True)
+class ExecuTorch(Recipe):
+    """Export through torch.export to an ExecuTorch program (XNNPACK delegate) and run it in ExecuTorch's runtime."""
+
+    name = "executorch"
+    kind = "runtime"
+    frameworks = ("torch",)
+    summary = "ExecuTorch program with the XNNPACK delegate (mobile runtime)"

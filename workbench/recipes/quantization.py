@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Recipe, check_choice, register_recipe
+from .base import Recipe, check_choice, check_range, register_recipe
 
 TORCH_ENGINES = ("auto", "x86", "fbgemm", "qnnpack", "onednn")
 
@@ -27,4 +27,55 @@ class Int8Dynamic(Recipe):
     per_channel: bool = False
 
     def validate(self) -> None:
+        check_choice(self.name, "engine", self.engine, TORCH_ENGINES)
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Int8Static(Recipe):
+    """Post-training static int8 (FX graph mode): weights and activations int8, ranges calibrated on
+    `calibration` samples of the task's training data. Conv-BN-ReLU are fused first.
+    """
+
+    name = "int8-static"
+    kind = "precision"
+    frameworks = ("torch",)
+    summary = "int8 weights and activations, calibrated on task data (FX graph mode)"
+
+    engine: str = "auto"
+    calibration: int = 256
+
+    def validate(self) -> None:
+        check_choice(self.name, "engine", self.engine, TORCH_ENGINES)
+        check_range(self.name, "calibration", self.calibration, 1, 1_000_000)
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Int8WeightOnly(Recipe):
+    """int8 weights dequantized on the fly (torchao); activations stay float. Helps memory-bound Linear layers."""
+
+    name = "int8-weight-only"
+    kind = "precision"
+    frameworks = ("torch",)
+    summary = "int8 Linear weights, float compute (torchao)"
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Qat(Recipe):
+    """Quantization-aware training: fake-quantize, fine-tune `epochs` on the task's training data, convert to int8."""
+
+    name = "qat"
+    kind = "precision"
+    frameworks = ("torch",)
+    summary = "quantization-aware fine-tuning, then int8 (needs training data)"
+
+    epochs: int = 3
+    lr: float = 1e-4
+    engine: str = "auto"
+
+    def validate(self) -> None:
+        check_range(self.name, "epochs", self.epochs, 1, 1000)
+        check_range(self.name, "lr", self.lr, 0.0, 1.0, lo_open=True)
         check_choice(self.name, "engine", self.engine, TORCH_ENGINES)

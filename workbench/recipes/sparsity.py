@@ -2,26 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import Recipe, check_range, register_recipe
+from ..errors import ParameterError
+from .base import Recipe, check_choice, check_range, register_recipe
+
+PATTERNS = ("unstructured", "channel", "2:4")
+#: fine-tuning epochs when prune(finetune=-1), the default: removing whole channels needs longer recovery
+AUTO_FINETUNE = {"unstructured": 3, "2:4": 3, "channel": 10}
 
 
 @register_recipe
 @dataclass(frozen=True)
 class Prune(Recipe):
-    """Global magnitude pruning of Conv/Linear weights to `sparsity`, made permanent (the zeros are stored).
+    """Magnitude pruning of Conv/Linear weights, made permanent.
 
-    On dense kernels this changes size (gzip) and accuracy, not speed.
+    pattern=unstructured   the smallest weights anywhere (global); zeros stored densely: size (gzip) and
+                           accuracy change, not speed
+    pattern=channel        whole output channels removed: the layers really shrink (fewer FLOPs and bytes)
+    pattern=2:4            2 of every 4 consecutive weights (50%): what NVIDIA sparse tensor cores run
+    finetune=N             epochs of fine-tuning on the task's training data with the mask fixed (as TF-MOT
+                           recovers accuracy); 0 skips it, and it is skipped when the task has no training data.
+                           The default, -1, picks the epochs by pattern and sparsity (see finetune_epochs).
     """
 
     name = "prune"
     kind = "weights"
     frameworks = ("torch",)
-    summary = "zero the smallest weights (global magnitude, unstructured)"
+    summary = "magnitude pruning (unstructured / channel / 2:4), then fine-tuning"
     positional = ("sparsity",)
 
     sparsity: float = 0.5
+    pattern: str = "unstructured"
+    finetune: int = -1
 
     def validate(self) -> None:
         check_range(self.name, "sparsity", self.sparsity, 0.0, 1.0, hi_open=True)
+        check_choice(self.name, "pattern", self.pattern, PATTERNS)
+        check_range(self.name, "finetune", self.finetune, -1, 1000)
+        if self.pattern == "2:4" and self.sparsity != 0.5:
+            raise ParameterError(self.name, "sparsity", self.sparsity, "0.5 with pattern=2:4 (2 of every 4 weights)")
+
+    @property
+    def finetune_epochs(self) -> int:
+        """The epochs asked for; by default AUTO_FINETUNE[pattern], plus 2 per 10 points of sparsity above 50%."""
+        if self.finetune >= 0:
+            return self.finetune
+        return AUTO_FINETUNE[self.pattern] + max(0, round(20 * (self.sparsity - 0.5)))
+
+
+@register_recipe
+@dataclass(frozen=True)
+class SparseKernels(Recipe):
+    """Run 2:4-pruned Linear weights on semi-structured sparse kernels (CUDA sm80+, fp16/bf16)."""
+
+    name = "sparse-kernels"
+    kind = "runtime"
+    frameworks = ("torch",)
+    summary = "2:4 semi-structured sparse kernels for Linear layers (CUDA sm80+)"
+
+    def conflicts_with(self, earlier: Sequence[Recipe]) -> str | None:
+        if not any(isinstance(r, Prune) and r.pattern == "2:4" for r in earlier):
+            return "sparse-kernels needs 2:4-pruned weights first, e.g. 'prune(pattern=2:4) + fp16 + sparse-kernels'"
+        return super().conflicts_with(earlier)

@@ -16,7 +16,7 @@ from torch import nn
 from ...errors import ModelError
 from ...model import ModelHandle, WeightStats
 
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _NOT_WEIGHTS = ("running_mean", "running_var", "num_batches_tracked", "scale", "zero_point")
 
 
@@ -31,6 +31,12 @@ class TorchModel(ModelHandle):
         self.module = (copy.deepcopy(module) if copy_module else module).eval()
         self.example_input = example_input
         self.input_dtype: torch.dtype | None = None   # cast floating inputs to this (fp16/bf16 models)
+        self.autocast_dtype: torch.dtype | None = None  # run forward under torch.autocast (mixed precision)
+        self.channels_last = False                      # feed 4-D inputs in NHWC memory format
+        self.tf32 = False                               # allow TF32 tensor-core math (CUDA)
+        self.artifact: bytes | None = None              # the file to ship, where `module` cannot be saved as is
+        self.stats_module: nn.Module | None = None      # where weights are counted, where `module` hides them
+        self.flops_module: nn.Module | None = None      # the float graph FLOPs are counted on (int8 kernels are opaque)
         self.device = "cpu"
 
     # -- running -------------------------------------------------------------------------------
@@ -49,14 +55,30 @@ class TorchModel(ModelHandle):
             raise ModelError(f"cannot feed a {type(batch).__name__} to a torch model: pass a NumPy array or a tensor")
         if self.input_dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(self.input_dtype)
-        return tensor.to(self.device)
+        tensor = tensor.to(self.device)
+        if self.channels_last and tensor.dim() == 4:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return tensor
 
     def _call(self, x: Any) -> Any:
-        if isinstance(x, dict):
-            return self.module(**x)
-        if isinstance(x, tuple):
-            return self.module(*x)
-        return self.module(x)
+        with (torch.autocast(self.device.split(":")[0], dtype=self.autocast_dtype) if self.autocast_dtype
+              else contextlib.nullcontext()):
+            if isinstance(x, dict):
+                return self.module(**x)
+            if isinstance(x, tuple):
+                return self.module(*x)
+            return self.module(x)
+
+    @property
+    def eager_module(self) -> nn.Module:
+        """The module before torch.compile wrapped it (what FLOP counting and state dicts see)."""
+        return getattr(self.module, "_orig_mod", self.module)
+
+    def to_device(self, device: str) -> TorchModel:
+        """A copy of this model on `device` ("cpu", "cuda", "cuda:1")."""
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"cannot move the model to {device}: CUDA is not available on this machine")
+        return self.evolve(module=copy.deepcopy(self.module).to(device), device=device)
 
     def predict(self, batch: Any) -> np.ndarray:
         x = self.to_input(batch)
@@ -78,13 +100,16 @@ class TorchModel(ModelHandle):
     def session(self, threads: int | None = None) -> Iterator[None]:
         previous_threads = torch.get_num_threads()
         previous_engine = torch.backends.quantized.engine
+        previous_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
         try:
             if threads:
                 torch.set_num_threads(threads)
             if self.engine and self.engine != previous_engine:
                 torch.backends.quantized.engine = self.engine
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
             yield
         finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
             torch.set_num_threads(previous_threads)
             if torch.backends.quantized.engine != previous_engine:
                 torch.backends.quantized.engine = previous_engine
@@ -95,17 +120,19 @@ class TorchModel(ModelHandle):
 
     # -- describing ------------------------------------------------------------------------------
     def serialize(self) -> bytes:
+        if self.artifact is not None:
+            return self.artifact
         buffer = io.BytesIO()
         if isinstance(self.module, torch.jit.ScriptModule):
             torch.jit.save(self.module, buffer)
         else:
-            torch.save(self.module.state_dict(), buffer)
+            torch.save(self.eager_module.state_dict(), buffer)
         return buffer.getvalue()
 
     def weight_stats(self) -> WeightStats:
         params = nonzero = prunable = prunable_nonzero = 0
-        for name, value in _weight_tensors(self.module.state_dict()):
-            n, nz = value.numel(), int(torch.count_nonzero(value.int_repr() if value.is_quantized else value))
+        for name, value in _weight_tensors((self.stats_module or self.eager_module).state_dict()):
+            n, nz = value.numel(), int(torch.count_nonzero(_stored(value)))
             params, nonzero = params + n, nonzero + nz
             if name.endswith("weight") and value.dim() >= 2:
                 prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
@@ -115,9 +142,10 @@ class TorchModel(ModelHandle):
         from torch.utils.flop_counter import FlopCounterMode
 
         x = self.to_input(batch)
+        module = self.flops_module or self.stats_module or self.eager_module
         try:
             with self.session(), torch.inference_mode(), FlopCounterMode(display=False) as counter:
-                self._call(x)
+                module(*x) if isinstance(x, tuple) else module(**x) if isinstance(x, dict) else module(x)
         except Exception:  # some runtimes (TorchScript, quantized kernels) are opaque to the counter
             return None
         total = int(counter.get_total_flops())
@@ -133,7 +161,7 @@ class TorchModel(ModelHandle):
         from torch.profiler import ProfilerActivity, profile
 
         x = self.to_input(batch)
-        with self.session(), _quiet_native_stderr(), torch.inference_mode(), \
+        with self.session(), quiet_native_stderr(), torch.inference_mode(), \
                 profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             self._call(x)
         live = peak = 0
@@ -164,6 +192,14 @@ def to_numpy(out: Any) -> np.ndarray:
     return tensor.detach().to("cpu", torch.float32).numpy()
 
 
+def _stored(value: torch.Tensor) -> torch.Tensor:
+    """The values as stored: the integers of a quantized tensor (torch or torchao), else the tensor itself."""
+    if value.is_quantized:
+        return value.int_repr()
+    qdata = getattr(value, "qdata", None)  # torchao's Int8Tensor and friends
+    return qdata if isinstance(qdata, torch.Tensor) else value
+
+
 def _weight_tensors(state: dict) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) for every weight/bias in a state dict, packed quantized weights unpacked."""
     for name, value in state.items():
@@ -178,7 +214,7 @@ def _weight_tensors(state: dict) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr() -> Iterator[None]:
+def quiet_native_stderr() -> Iterator[None]:
     """Silence the profiler's native start/stop lines on file descriptor 2."""
     try:
         saved = os.dup(2)
@@ -194,6 +230,3 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(saved)
         os.close(devnull)
 
-
-def module_dtype_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in _DTYPES.items()}.get(dtype, str(dtype))

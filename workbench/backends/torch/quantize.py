@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.quantization import Int8Dynamic
+from ...recipes.quantization import Int8Dynamic, Int8Static, Int8WeightOnly, Qat
 from .handle import TorchModel
 
 DYNAMIC_TARGETS = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -84,5 +85,136 @@ def int8_dynamic(recipe: Int8Dynamic, handle: TorchModel, context: ApplyContext)
         notes.append(f"{spec}: quantized {n_quantized} Linear/RNN layer(s); {rest} stay fp32 (int8-static covers them)")
     notes.append(f"{spec}: engine {engine}, activations quantized per batch with reduce_range (7-bit), "
                  f"weights per-{'channel' if recipe.per_channel else 'tensor'}")
-    return handle.evolve(module=quantized, precision="int8", engine=engine,
+    return handle.evolve(module=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
                          lineage=handle.lineage + (spec,), notes=tuple(notes))
+
+
+# -- static, weight-only and quantization-aware ---------------------------------------------------------
+
+STATIC_UNSUPPORTED = (nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.MultiheadAttention)
+
+
+def _require_cpu_float(spec: str, handle: TorchModel) -> None:
+    if handle.device != "cpu":
+        raise UnsupportedError(spec, f"torch's int8 kernels (x86/fbgemm/qnnpack/onednn) run on the CPU; "
+                                     f"this model is on {handle.device}")
+    if handle.precision != "fp32":
+        raise UnsupportedError(spec, f"it quantizes an fp32 model; this one is {handle.precision}")
+
+
+def _refuse_unquantizable(spec: str, handle: TorchModel, what: str) -> None:
+    found = layer_census(handle.module, STATIC_UNSUPPORTED)
+    if found:
+        names = "; ".join(f"{kind} {', '.join(repr(n) for n in layers)}" for kind, layers in found.items())
+        raise UnsupportedError(spec, f"{what} has no int8 kernel for layer(s) {names}; "
+                                     "use int8-dynamic for recurrent and attention layers")
+
+
+def _float_graph(handle: TorchModel) -> nn.Module:
+    """The float model a quantized one came from: same layers, so the same FLOPs (torch cannot count int8 ops)."""
+    return handle.flops_module or handle.eager_module
+
+
+def _example(handle: TorchModel) -> tuple:
+    x = handle.to_input(handle.example_input)
+    return x if isinstance(x, tuple) else (x,)
+
+
+def static_qconfig_mapping(engine: str, reduce_range: bool):
+    """torch's default mapping for the engine, with per-channel weights and ISA-aware activation range."""
+    from torch.ao.quantization import QConfig, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import HistogramObserver, default_per_channel_weight_observer
+
+    mapping = get_default_qconfig_mapping(engine)
+    if engine in ("x86", "fbgemm", "onednn"):
+        mapping.set_global(QConfig(activation=HistogramObserver.with_args(reduce_range=reduce_range),
+                                   weight=default_per_channel_weight_observer))
+    return mapping
+
+
+def _trace_failure(spec: str, exc: Exception) -> UnsupportedError:
+    return UnsupportedError(spec, f"torch.fx cannot trace this model ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200]}); FX quantization needs a traceable forward")
+
+
+@register_handler(Int8Static, "torch")
+def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -> TorchModel:
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from ...profiling.device import device
+
+    spec = recipe.to_spec()
+    _require_cpu_float(spec, handle)
+    _refuse_unquantizable(spec, handle, "static int8")
+    if context.task is None:
+        raise UnsupportedError(spec, "it calibrates activation ranges on data: run it in a Study, whose task "
+                                     "supplies the calibration samples")
+    engine = resolve_engine(recipe.engine, context, spec)
+    profile = context.device or device(measure=False)
+    reduce_range = profile.int8_reduce_range and engine != "qnnpack"
+    with quantized_engine(engine):
+        try:
+            prepared = prepare_fx(copy.deepcopy(handle.module).eval(),
+                                  static_qconfig_mapping(engine, reduce_range), _example(handle))
+        except Exception as exc:
+            raise _trace_failure(spec, exc) from None
+        samples = context.task.calibration(recipe.calibration)
+        with torch.inference_mode():
+            for start in range(0, len(samples), 64):
+                prepared(handle.to_input(samples[start:start + 64]))
+        quantized = convert_fx(prepared)
+    notes = handle.notes + (
+        f"{spec}: engine {engine}, per-channel int8 weights, activations "
+        f"{'7-bit (reduce_range: no VNNI on this CPU)' if reduce_range else '8-bit'}, "
+        f"calibrated on {len(samples)} sample(s); Conv-BN-ReLU fused",)
+    return handle.evolve(module=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
+                         fused=True, notes=notes, lineage=handle.lineage + (spec,))
+
+
+@register_handler(Int8WeightOnly, "torch")
+def int8_weight_only(recipe: Int8WeightOnly, handle: TorchModel, context: ApplyContext) -> TorchModel:
+    spec = recipe.to_spec()
+    if handle.precision != "fp32":
+        raise UnsupportedError(spec, f"it quantizes an fp32 model; this one is {handle.precision}")
+    linears = layer_census(handle.module, (nn.Linear,))
+    if not linears:
+        found = layer_census(handle.module, WEIGHT_LAYERS)
+        have = ", ".join(f"{len(v)} {k}" for k, v in found.items()) or "no weight layers"
+        raise UnsupportedError(spec, f"it quantizes nn.Linear layers and this model has none ({have})")
+    from .torchao_quiet import Int8WeightOnlyConfig, quantize_
+
+    module = copy.deepcopy(handle.module)
+    quantize_(module, Int8WeightOnlyConfig())
+    notes = handle.notes + (f"{spec}: torchao int8 weights for {sum(map(len, linears.values()))} Linear layer(s), "
+                            "dequantized in each matmul (saves memory traffic, not arithmetic)",)
+    return handle.evolve(module=module, precision="int8", notes=notes, flops_module=_float_graph(handle),
+                         lineage=handle.lineage + (spec,))
+
+
+@register_handler(Qat, "torch")
+def qat(recipe: Qat, handle: TorchModel, context: ApplyContext) -> TorchModel:
+    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+
+    from .training import finetune, training_data
+
+    spec = recipe.to_spec()
+    _require_cpu_float(spec, handle)
+    _refuse_unquantizable(spec, handle, "quantization-aware training")
+    if training_data(context.task) is None:
+        raise UnsupportedError(spec, "it fine-tunes on labelled training data and this task has none; "
+                                     "use int8-static (calibration only) instead")
+    engine = resolve_engine(recipe.engine, context, spec)
+    with quantized_engine(engine):
+        try:
+            prepared = prepare_qat_fx(copy.deepcopy(handle.module).train(), get_default_qat_qconfig_mapping(engine),
+                                      _example(handle))
+        except Exception as exc:
+            raise _trace_failure(spec, exc) from None
+        finetune(prepared, context.task, recipe.epochs, recipe.lr, context.seed, keep_zeros=True)
+        quantized = convert_fx(prepared.eval())
+    sparse = handle.weight_stats().sparsity
+    notes = handle.notes + (f"{spec}: {recipe.epochs} epoch(s) of fake-quantized training, engine {engine}"
+                            + (f"; zeros kept (sparsity {sparse:.2f} preserved)" if sparse > 0.01 else ""),)
+    return handle.evolve(module=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
+                         fused=True, notes=notes, lineage=handle.lineage + (spec,))

@@ -4,28 +4,129 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.sparsity import Prune
+from ...recipes.sparsity import Prune, SparseKernels
 from .handle import TorchModel
+from .training import finetune
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+#: Adam learning rate of the recovery fine-tuning (cosine-decayed); removing channels needs a harder push
+FINETUNE_LR = {"unstructured": 1e-3, "2:4": 1e-3, "channel": 2e-3}
+
+
+def _targets(module: nn.Module) -> list[tuple[nn.Module, str]]:
+    return [(m, "weight") for m in module.modules()
+            if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), nn.Parameter)]
+
+
+def two_four_mask(weight: torch.Tensor) -> torch.Tensor:
+    """Keep the 2 largest-magnitude weights of every 4 consecutive ones along the input dimension."""
+    rows = weight.detach().reshape(weight.shape[0], -1)
+    groups = rows.abs().reshape(rows.shape[0], -1, 4)
+    keep = groups.topk(2, dim=-1).indices
+    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
+    return mask.reshape(weight.shape)
+
+
+def _output_layers(module: nn.Module, handle: TorchModel) -> list[nn.Module]:
+    """The layers whose outputs are the model's outputs: channel pruning must leave their width alone."""
+    with torch.inference_mode():
+        width = handle.predict(handle.example_input).shape[-1]
+    return [m for m in module.modules()
+            if (isinstance(m, nn.Linear) and m.out_features == width)
+            or (isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and m.out_channels == width)]
+
+
+def _prune_channels(recipe: Prune, handle: TorchModel, module: nn.Module, spec: str) -> str:
+    import torch_pruning as tp
+
+    example = handle.to_input(handle.example_input)
+    try:
+        pruner = tp.pruner.BasePruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                      pruning_ratio=recipe.sparsity, ignored_layers=_output_layers(module, handle))
+        pruner.step()
+    except Exception as exc:
+        raise UnsupportedError(spec, f"the channel dependencies of this model cannot be traced "
+                                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    return ""
 
 
 @register_handler(Prune, "torch")
 def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
+    if handle.precision != "fp32":
+        raise UnsupportedError(spec, f"it prunes float32 weights; this model is {handle.precision}")
     module = copy.deepcopy(handle.module)
-    targets = [(m, "weight") for m in module.modules()
-               if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), nn.Parameter)]
+    targets = _targets(module)
     if not targets:
         raise UnsupportedError(spec, "the model has no float Conv/Linear weights to prune "
                                      "(put prune before any quantization or compilation step)")
-    torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=recipe.sparsity)
+    notes = list(handle.notes)
+    if recipe.pattern == "unstructured":
+        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=recipe.sparsity)
+        notes.append(f"{spec}: zeros stored densely; dense kernels run at the same speed")
+    elif recipe.pattern == "2:4":
+        skipped = []
+        for layer, name in targets:
+            fan_in = layer.weight[0].numel()
+            if fan_in % 4:
+                skipped.append(f"{type(layer).__name__}(fan-in {fan_in})")
+                continue
+            torch_prune.custom_from_mask(layer, name, two_four_mask(layer.weight))
+        targets = [(m, n) for m, n in targets if torch_prune.is_pruned(m) and hasattr(m, "weight_mask")]
+        if not targets:
+            raise UnsupportedError(spec, f"no layer has a fan-in divisible by 4 ({', '.join(skipped)})")
+        if skipped:
+            notes.append(f"{spec}: left dense (fan-in not divisible by 4): {', '.join(skipped)}")
+        notes.append(f"{spec}: 2:4 pattern; only NVIDIA sparse tensor cores (sm80+, via sparse-kernels) run it faster")
+    else:  # channel
+        base_params = sum(p.numel() for p in module.parameters())
+        _prune_channels(recipe, handle, module, spec)
+        new_params = sum(p.numel() for p in module.parameters())
+        notes.append(f"{spec}: layers shrunk, {base_params:,} -> {new_params:,} parameters "
+                     f"({1 - new_params / base_params:.0%} fewer)")
+    epochs = recipe.finetune_epochs
+    skipped_note = finetune(module, context.task, epochs, FINETUNE_LR[recipe.pattern], context.seed,
+                            keep_zeros=recipe.pattern != "channel")
+    if epochs:
+        notes.append(f"{spec}: {skipped_note}" if skipped_note else
+                     f"{spec}: fine-tuned {epochs} epoch(s) on the task's training data, sparsity pattern fixed")
     for layer, name in targets:
-        torch_prune.remove(layer, name)  # make the zeros permanent: plain weights, no masks or hooks
-    notes = handle.notes + (f"{spec}: zeros stored densely; dense kernels run at the same speed",)
-    return handle.evolve(module=module, lineage=handle.lineage + (spec,), notes=notes)
+        if torch_prune.is_pruned(layer) and hasattr(layer, f"{name}_mask"):
+            torch_prune.remove(layer, name)  # make the zeros permanent: plain weights, no masks or hooks
+    return handle.evolve(module=module.eval(), lineage=handle.lineage + (spec,), notes=tuple(notes))
+
+
+@register_handler(SparseKernels, "torch")
+def sparse_kernels(recipe: SparseKernels, handle: TorchModel, context: ApplyContext) -> TorchModel:
+    spec = recipe.to_spec()
+    if not handle.device.startswith("cuda") or torch.cuda.get_device_capability(handle.device)[0] < 8:
+        raise UnsupportedError(spec, "2:4 semi-structured sparse kernels need an NVIDIA GPU with compute "
+                                     "capability 8.0+ (sparse tensor cores); this model runs on "
+                                     f"{handle.device}. On the CPU, 2:4 pruning changes size and accuracy, not speed")
+    if handle.precision not in ("fp16", "bf16"):
+        raise UnsupportedError(spec, f"the sparse kernels take fp16 or bf16 weights; this model is {handle.precision}: "
+                                     "add fp16 or bf16 before sparse-kernels")
+    from torch.sparse import to_sparse_semi_structured
+
+    module = copy.deepcopy(handle.module)
+    converted, skipped = 0, []
+    for name, layer in module.named_modules():
+        if isinstance(layer, nn.Linear):
+            w = layer.weight
+            if w.shape[0] % 64 or w.shape[1] % 64:
+                skipped.append(f"{name} {tuple(w.shape)}")
+                continue
+            layer.weight = nn.Parameter(to_sparse_semi_structured(w.detach()), requires_grad=False)
+            converted += 1
+    if not converted:
+        raise UnsupportedError(spec, "no Linear layer has both dimensions divisible by 64, which the sparse "
+                                     f"kernels need ({', '.join(skipped) or 'no Linear layers'})")
+    notes = handle.notes + (f"{spec}: {converted} Linear layer(s) on semi-structured sparse kernels"
+                            + (f"; dense: {', '.join(skipped)}" if skipped else ""),)
+    return handle.evolve(module=module, runtime="sparse-kernels", notes=notes, lineage=handle.lineage + (spec,))

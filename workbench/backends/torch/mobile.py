@@ -1,0 +1,90 @@
+"""ExecuTorch: torch.export → an ExecuTorch program with the XNNPACK delegate, run in ExecuTorch's runtime."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...errors import UnsupportedError
+from ...model import ModelHandle, WeightStats
+from ...recipes import ApplyContext, register_handler
+from ...recipes.fusion import ExecuTorch
+from .handle import TorchModel, quiet_native_stderr, to_numpy
+
+MAX_BATCH = 4096
+EXPORT_BATCH = 32
+
+
+class ExecuTorchModel(ModelHandle):
+    """A serialized ExecuTorch program (.pte bytes) and its loaded `forward` method."""
+
+    framework = "torch"
+    runtime = "executorch"
+
+    def __init__(self, program: bytes, source: TorchModel):
+        from executorch.runtime import Runtime
+
+        self.program = program
+        self.source = source  # the eager model it was exported from (weight statistics, FLOPs)
+        with quiet_native_stderr():  # the runtime logs its CPU probing on stderr
+            self.method = Runtime.get().load_program(program).load_method("forward")
+        self.example_input = source.example_input
+        self.precision, self.fused, self.engine = source.precision, True, "xnnpack"
+
+    def _inputs(self, batch: Any) -> list:
+        x = self.source.to_input(batch)
+        return [t.contiguous() for t in (x if isinstance(x, tuple) else (x,))]
+
+    def predict(self, batch: Any) -> np.ndarray:
+        return to_numpy(self.method.execute(self._inputs(batch)))
+
+    def runner(self, batch: Any) -> Callable[[], object]:
+        inputs, execute = self._inputs(batch), self.method.execute
+        return lambda: execute(inputs)
+
+    @contextlib.contextmanager
+    def session(self, threads: int | None = None) -> Iterator[None]:
+        # XNNPACK's thread pool is sized by ExecuTorch itself; `threads` is recorded, not enforced here.
+        yield
+
+    def serialize(self) -> bytes:
+        return self.program
+
+    def weight_stats(self) -> WeightStats:
+        return self.source.weight_stats()
+
+    def flops(self, batch: Any) -> int | None:
+        return self.source.flops(batch)
+
+
+@register_handler(ExecuTorch, "torch")
+def executorch(recipe: ExecuTorch, handle: TorchModel, context: ApplyContext) -> ModelHandle:
+    spec = recipe.to_spec()
+    if not isinstance(handle, TorchModel) or handle.runtime != "eager" or handle.device != "cpu":
+        raise UnsupportedError(spec, "it exports an eager CPU model")
+    try:
+        from . import torchao_quiet  # noqa: F401  (ExecuTorch imports torchao, which is chatty)
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError as exc:
+        raise UnsupportedError(spec, f"ExecuTorch is not installed here ({exc}); install the mobile extra: "
+                                     "pip install 'efficiency-workbench[mobile]' -c constraints.txt") from None
+    # an example batch of several: torch.export specialises a batch of 1 and would refuse a dynamic batch axis
+    example = handle.to_input(context.task.sample(EXPORT_BATCH) if context.task is not None
+                              else np.concatenate([handle.example_input] * EXPORT_BATCH))
+    args = example if isinstance(example, tuple) else (example,)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    try:
+        exported = torch.export.export(handle.module, args, dynamic_shapes=tuple({0: batch} for _ in args))
+        program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
+    except Exception as exc:
+        raise UnsupportedError(spec, f"torch.export / ExecuTorch lowering failed ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200]})") from None
+    new = ExecuTorchModel(program.buffer, handle)
+    new.lineage = handle.lineage + (spec,)
+    new.notes = handle.notes + (f"{spec}: XNNPACK delegate; threads are ExecuTorch's own; batch up to {MAX_BATCH}",)
+    return new

@@ -1,0 +1,57 @@
+"""Precision recipes: reduced-precision floating point (configs only; handlers live in the backends)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import Recipe, check_choice, register_recipe
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Fp16(Recipe):
+    """Weights and compute in float16. Fast on GPUs with tensor cores; emulated (slow) on most CPUs."""
+
+    name = "fp16"
+    kind = "precision"
+    frameworks = ("torch",)
+    summary = "float16 weights and compute"
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Bf16(Recipe):
+    """Weights and compute in bfloat16 (fp32's range, 8 bits of mantissa)."""
+
+    name = "bf16"
+    kind = "precision"
+    frameworks = ("torch",)
+    summary = "bfloat16 weights and compute"
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Autocast(Recipe):
+    """Mixed precision: weights stay fp32, ops that are safe in low precision run in `dtype`."""
+
+    name = "autocast"
+    kind = "precision"
+    frameworks = ("torch",)
+    summary = "fp32 weights, low-precision compute where safe (torch.autocast)"
+    positional = ("dtype",)
+
+    dtype: str = "bf16"
+
+    def validate(self) -> None:
+        check_choice(self.name, "dtype", self.dtype, ("bf16", "fp16"))
+
+
+@register_recipe
+@dataclass(frozen=True)
+class Tf32(Recipe):
+    """TensorFloat-32 matmuls and convolutions on NVIDIA tensor cores (sm80+); fp32 weights."""
+
+    name = "tf32"
+    kind = "precision"
+    frameworks = ("torch",)
+    summary = "TF32 tensor-core math for fp32 models (CUDA sm80+ only)"
