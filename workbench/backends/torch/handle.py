@@ -35,7 +35,8 @@ class TorchModel(ModelHandle):
         self.channels_last = False                      # feed 4-D inputs in NHWC memory format
         self.tf32 = False                               # allow TF32 tensor-core math (CUDA)
         self.artifact: bytes | None = None              # the file to ship, where `module` cannot be saved as is
-        self.stats_module: nn.Module | None = None      # where weights are counted, where `module` hides them
+        self.stats_module: nn.Module | None = None      # where weights are counted and saved from, where `module`
+                                                        # hides them (frozen TorchScript, sparse-kernel tensors)
         self.flops_module: nn.Module | None = None      # the float graph FLOPs are counted on (int8 kernels are opaque)
         self.device = "cpu"
 
@@ -126,7 +127,7 @@ class TorchModel(ModelHandle):
         if isinstance(self.module, torch.jit.ScriptModule):
             torch.jit.save(self.module, buffer)
         else:
-            torch.save(self.eager_module.state_dict(), buffer)
+            torch.save((self.stats_module or self.eager_module).state_dict(), buffer)
         return buffer.getvalue()
 
     def weight_stats(self) -> WeightStats:

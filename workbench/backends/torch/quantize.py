@@ -65,6 +65,7 @@ def layer_census(module: nn.Module, kinds: tuple[type, ...]) -> dict[str, list[s
 @register_handler(Int8Dynamic, "torch")
 def int8_dynamic(recipe: Int8Dynamic, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
+    _require_cpu_float(spec, handle)
     targets = layer_census(handle.module, DYNAMIC_TARGETS)
     if not targets:
         found = layer_census(handle.module, WEIGHT_LAYERS)

@@ -129,4 +129,6 @@ def sparse_kernels(recipe: SparseKernels, handle: TorchModel, context: ApplyCont
                                      f"kernels need ({', '.join(skipped) or 'no Linear layers'})")
     notes = handle.notes + (f"{spec}: {converted} Linear layer(s) on semi-structured sparse kernels"
                             + (f"; dense: {', '.join(skipped)}" if skipped else ""),)
-    return handle.evolve(module=module, runtime="sparse-kernels", notes=notes, lineage=handle.lineage + (spec,))
+    notes += (f"{spec}: size is the dense fp16 file with its zeros (the kernels' compressed form is not saved)",)
+    return handle.evolve(module=module, runtime="sparse-kernels", stats_module=handle.module, notes=notes,
+                         lineage=handle.lineage + (spec,))
