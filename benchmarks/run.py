@@ -15,11 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workbench as wb  # noqa: E402
-from benchmarks import foundation  # noqa: E402
+from benchmarks import foundation, recipes  # noqa: E402
 from benchmarks.harness import format_table  # noqa: E402
 from workbench.profiling import TimingConfig  # noqa: E402
 
-SUITES = {"foundation": foundation.run}
+SUITES = {"foundation": foundation.run, "recipes": recipes.run}
 
 
 def main(argv=None) -> int:
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
 
     device = wb.device()
     threads = args.threads or device.cores_available
-    rounds = args.rounds or (3 if args.quick else 11)
+    rounds = args.rounds or (3 if args.quick else 7)
     timing = TimingConfig(min_time_s=0.05 if args.quick else 0.3, min_runs=10 if args.quick else 30)
     rows = []
     for name in args.suite or sorted(SUITES):
