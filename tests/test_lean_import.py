@@ -2,7 +2,8 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "tensorflow", "tf_keras", "keras", "onnxruntime", "ipywidgets", "altair", "transformers", "IPython"]
+HEAVY = ["torch", "tensorflow", "tf_keras", "keras", "onnxruntime", "ipywidgets", "altair", "transformers", "IPython",
+         "distributed", "dask"]
 
 
 def _modules_after(code: str) -> set[str]:
@@ -25,11 +26,12 @@ def test_public_api_is_pinned():
     import workbench as wb
 
     assert sorted(wb.__all__) == sorted([
-        "COLUMNS", "DataError", "DeviceProfile", "IncompatibleRecipesError", "LatencyStats",
-        "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError", "Pipeline", "Recipe", "Results",
-        "SpecError", "Study", "TimingConfig", "UnknownNameError", "UnsupportedError", "WeightStats",
-        "WorkbenchError", "__version__", "device", "errors", "measure_latency", "parse_pipelines", "recipes",
-        "tasks", "wrap", "zoo",
+        "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
+        "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
+        "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
+        "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError",
+        "__version__", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
+        "wrap", "zoo",
     ])
     for name in wb.__all__:
         assert hasattr(wb, name), name

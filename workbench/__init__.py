@@ -11,20 +11,24 @@
 from . import errors, recipes, tasks, zoo
 from .errors import (
     DataError, IncompatibleRecipesError, MissingDependencyError, ModelError, ParameterError, SpecError,
-    UnknownNameError, UnsupportedError, WorkbenchError,
+    UnknownNameError, UnsafeModelError, UnsupportedError, WorkbenchError,
 )
+from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor
+from .loading import load_model
 from .model import ModelHandle, WeightStats, wrap
 from .profiling.device import DeviceProfile, device
 from .profiling.timing import LatencyStats, TimingConfig, measure_latency
 from .recipes import Pipeline, Recipe, parse_pipelines
 from .results import COLUMNS, Results
+from .store import ResultsStore
 from .study import Study
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "COLUMNS", "DataError", "DeviceProfile", "IncompatibleRecipesError", "LatencyStats", "MissingDependencyError",
-    "ModelError", "ModelHandle", "ParameterError", "Pipeline", "Recipe", "Results", "SpecError", "Study",
-    "TimingConfig", "UnknownNameError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
-    "device", "errors", "measure_latency", "parse_pipelines", "recipes", "tasks", "wrap", "zoo",
+    "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
+    "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
+    "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
+    "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
+    "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks", "wrap", "zoo",
 ]

@@ -1,4 +1,5 @@
-"""The `workbench` command: `workbench device [--json]`, `workbench run --model M --recipes "a; b" --out x.csv`."""
+"""The `workbench` command: `workbench device [--json]`, `workbench run --model M --recipes "a; b" --out x.csv`
+[--store results.db] [--executor inline|process|dask]."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores available)")
     run.add_argument("--min-time", type=float, default=0.5, help="minimum seconds of timing per trial")
     run.add_argument("--out", default=None, help="write the results table (.csv or .parquet)")
+    run.add_argument("--store", default=None,
+                     help="SQLite results store: finished trials are kept there and skipped when run again")
+    run.add_argument("--executor", default="inline", choices=("inline", "process", "dask"),
+                     help="where trials run: in this process, each in its own process, or on a Dask cluster")
+    run.add_argument("--timeout", type=float, default=600.0, help="seconds per trial (process and dask executors)")
+    run.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sub.add_parser("models", help="list the zoo models")
@@ -48,20 +55,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from . import zoo
     from .profiling.timing import TimingConfig
     from .recipes import parse_pipelines
-    from .store import _check_table_path
+    from .store import check_writable
     from .study import Study
 
     pipelines = parse_pipelines(args.recipes)  # a bad spec fails before the model is trained or loaded
     if args.out:
-        from pathlib import Path
-
-        _check_table_path(Path(args.out))
+        check_writable(args.out)
+    executor = _executor(args)
     model, task = zoo.load(args.model, split=args.split)
     study = Study(model, task, batch_size=args.batch_size, threads=args.threads,
-                  timing=TimingConfig(min_time_s=args.min_time))
+                  timing=TimingConfig(min_time_s=args.min_time), store=args.store, executor=executor)
     print(f"{args.model} on {task.describe()}; batch {study.batch_size}, {study.threads} thread(s); "
           f"{study.device.label}", file=sys.stderr)
-    results = study.run(pipelines, progress=not args.no_progress)
+    try:
+        results = study.run(pipelines, progress=not args.no_progress)
+    finally:
+        executor.close()
     print(results.table())
     for _, row in results.frame.iterrows():
         if row["status"] != "ok":
@@ -70,6 +79,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         results.save(args.out)
         print(f"wrote {len(results)} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _executor(args: argparse.Namespace):
+    from .executors import DaskExecutor, InlineExecutor, ProcessExecutor
+
+    if args.executor == "process":
+        return ProcessExecutor(timeout_s=args.timeout)
+    if args.executor == "dask":
+        return DaskExecutor(address=args.scheduler, timeout_s=args.timeout)
+    return InlineExecutor()
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

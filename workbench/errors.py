@@ -7,6 +7,7 @@
     ├── IncompatibleRecipesError   recipes that cannot be combined in one pipeline
     ├── UnsupportedError           a recipe that cannot apply to this model (becomes a row, status=unsupported)
     ├── ModelError                 not a model, or a model whose forward fails / gives NaN
+    │   └── UnsafeModelError       a model file that would run code when loaded (refused unless trusted=True)
     ├── DataError                  empty, mismatched or non-finite data
     ├── MissingDependencyError     an optional extra is not installed (names the pip command)
     └── MeasurementError           a measurement that cannot be made honestly
@@ -67,6 +68,10 @@ class UnsupportedError(WorkbenchError):
 
 class ModelError(WorkbenchError, TypeError):
     """Not a model the workbench can wrap, or a model whose forward fails or gives NaN/Inf."""
+
+
+class UnsafeModelError(ModelError):
+    """A model file whose loading would execute code; refused unless the caller says it is trusted."""
 
 
 class DataError(WorkbenchError, ValueError):

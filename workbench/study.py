@@ -7,23 +7,27 @@ study goes on with the next pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
+import os
 import hashlib
 import json
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
 from .errors import DataError, ModelError, UnsupportedError, WorkbenchError
+from .executors import Executor, InlineExecutor, as_executor
 from .model import ModelHandle, wrap
 from .profiling.device import DeviceProfile, device
 from .profiling.timing import TimingConfig, measure_latency
 from .recipes import ApplyContext, Pipeline, as_pipeline, parse_pipelines
 from .results import COLUMNS, Results
+from .store import ResultsStore
 from .tasks import Task
 
 EVAL_BATCH = 256  # batch used to compute outputs for the metric (not the timed batch)
@@ -49,7 +53,8 @@ class Study:
     def __init__(self, model: Any, task: Task, *, example_input: Any = None, batch_size: int = 32,
                  threads: int | None = None, timing: TimingConfig | None = None,
                  device_profile: DeviceProfile | None = None, measure_memory: bool = True,
-                 measure_flops: bool = True, seed: int = 0, target: str = "cpu"):
+                 measure_flops: bool = True, seed: int = 0, target: str = "cpu",
+                 store: str | os.PathLike | ResultsStore | None = None, executor: str | Executor = "inline"):
         if not isinstance(task, Task):
             raise DataError(f"task must be a workbench Task (e.g. wb.tasks.Classification(x, y)), "
                             f"got {type(task).__name__}")
@@ -72,42 +77,70 @@ class Study:
         self._reference = self._check_baseline()
         self._rows: dict[str, dict[str, Any]] = {}   # canonical spec → row, for this study's lifetime
         self._handles: dict[str, ModelHandle] = {}
+        self.store = store if isinstance(store, ResultsStore) or store is None else ResultsStore(store)
+        self.executor = as_executor(executor)
 
     # -- the public verbs ------------------------------------------------------------------------
     def run(self, pipelines: str | Iterable[Any], *, progress: bool = True, include_baseline: bool = True) -> Results:
-        """Measure each pipeline (parsed up front: a bad spec raises before anything runs)."""
+        """Measure each pipeline (parsed up front: a bad spec raises before anything runs).
+
+        Trials already measured in this study, or found in its store, are not measured again; each new row
+        is written to the store as soon as it is measured.
+        """
+        import pandas as pd
+
         todo = parse_pipelines(pipelines)
         if include_baseline:
             todo = [Pipeline(())] + [p for p in todo if not p.is_baseline]
         unique = list(dict.fromkeys(todo))
-        rows = []
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(unique), desc="trials", unit="trial", leave=False)
         try:
-            for pipeline in unique:
+            for row in self._rows_for(unique):
                 if bar is not None:
-                    bar.set_postfix_str(pipeline.spec[:40])
-                rows.append(self.trial(pipeline))
-                if bar is not None:
+                    bar.set_postfix_str(row["pipeline"][:40])
                     bar.update()
         finally:
             if bar is not None:
                 bar.close()
-        import pandas as pd
-
+        rows = [self._rows[p.spec] for p in unique]
         return Results(pd.DataFrame(rows, columns=list(COLUMNS)))
 
     def trial(self, pipeline: Any) -> dict[str, Any]:
-        """One row: measured once per study, then served from memory."""
+        """One row: measured once per study (or taken from the store), then served from memory."""
         pipeline = as_pipeline(pipeline)
-        if pipeline.spec not in self._rows:
-            if not pipeline.is_baseline and Pipeline(()).spec not in self._rows:
-                self._rows[Pipeline(()).spec] = self._measure(Pipeline(()))
-            self._rows[pipeline.spec] = self._measure(pipeline)
+        for _ in self._rows_for([pipeline]):
+            pass
         return dict(self._rows[pipeline.spec])
+
+    def _rows_for(self, pipelines: list[Pipeline]) -> Iterator[dict[str, Any]]:
+        """Rows of `pipelines` as they become known: memory, then the store, then the executor."""
+        baseline = Pipeline(())
+        if baseline.spec not in self._rows and any(not p.is_baseline for p in pipelines):
+            pipelines = [baseline] + list(pipelines)
+        missing = []
+        for pipeline in dict.fromkeys(pipelines):
+            if pipeline.spec in self._rows:
+                yield self._rows[pipeline.spec]
+                continue
+            stored = self.store.get(self._trial_id(pipeline)) if self.store is not None else None
+            if stored is not None:
+                self._rows[pipeline.spec] = stored
+                yield stored
+            else:
+                missing.append(pipeline)
+        # the baseline goes first and alone: every other row's metric_delta is relative to it
+        for batch in ([p for p in missing if p.is_baseline], [p for p in missing if not p.is_baseline]):
+            if not batch:
+                continue
+            for pipeline, row in zip(batch, self.executor.run(self, batch)):
+                self._rows[pipeline.spec] = row
+                if self.store is not None:
+                    self.store.put(row)
+                yield row
 
     def handle(self, pipeline: Any) -> ModelHandle:
         """The optimized model of a pipeline (built once per study)."""
@@ -117,6 +150,36 @@ class Study:
         return self._handles[pipeline.spec]
 
     # -- internals -------------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """What a worker process needs: no built handles (compiled code does not pickle), no store, inline."""
+        state = dict(self.__dict__)
+        state.update(_handles={}, store=None, executor=InlineExecutor())
+        return state
+
+    def _payload(self, pipeline: Pipeline) -> bytes:
+        import cloudpickle
+
+        self._model_digest()  # computed once here, not in every worker
+        return cloudpickle.dumps((self, pipeline))
+
+    def _skeleton(self, pipeline: Pipeline) -> dict[str, Any]:
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row.update(
+            trial_id=self._trial_id(pipeline), pipeline=pipeline.spec, framework=self.baseline.framework,
+            status="ok", error=None, metric_name=self.task.metric_name, batch_size=self.batch_size,
+            threads=self.threads, isa=" ".join(self.device.isa), device=self.device.label,
+            device_fingerprint=self.device.fingerprint, versions=json.dumps(self.device.versions, sort_keys=True),
+            is_baseline=pipeline.is_baseline, pareto=False,
+            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        return row
+
+    def _failed_row(self, pipeline: Pipeline, error: str, started: float) -> dict[str, Any]:
+        """The row of a trial that never reported back (its worker crashed, hung or was lost)."""
+        row = self._skeleton(pipeline)
+        row.update(status="failed", error=error, duration_s=round(time.perf_counter() - started, 3))
+        return row
+
     def _context(self) -> ApplyContext:
         return ApplyContext(task=self.task, device=self.device, seed=self.seed)
 
@@ -145,15 +208,7 @@ class Study:
 
     def _measure(self, pipeline: Pipeline) -> dict[str, Any]:
         started = time.perf_counter()
-        row: dict[str, Any] = dict.fromkeys(COLUMNS)
-        row.update(
-            trial_id=self._trial_id(pipeline), pipeline=pipeline.spec, framework=self.baseline.framework,
-            status="ok", error=None, metric_name=self.task.metric_name, batch_size=self.batch_size,
-            threads=self.threads, isa=" ".join(self.device.isa), device=self.device.label,
-            device_fingerprint=self.device.fingerprint, versions=json.dumps(self.device.versions, sort_keys=True),
-            is_baseline=pipeline.is_baseline, pareto=False,
-            created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        )
+        row = self._skeleton(pipeline)
         notes: list[str] = []
         try:
             try:
@@ -248,8 +303,10 @@ class Study:
 
     def _trial_id(self, pipeline: Pipeline) -> str:
         h = hashlib.sha256()
+        timing = dataclasses.astuple(self.timing)
         for part in (pipeline.spec, self.task.fingerprint(), self.device.fingerprint, str(self.batch_size),
-                     str(self.threads), self._model_digest()):
+                     str(self.threads), self._model_digest(), str(timing), self.target,
+                     f"{self.measure_flops}{self.measure_memory}{self.seed}"):
             h.update(part.encode() + b"\0")
         return h.hexdigest()[:12]
 

@@ -1,0 +1,203 @@
+"""Bad input across the public API and the CLI: each case gives a clear error (the right type, a message
+that says what was wrong) or a failed/unsupported row — and nothing already stored is lost."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import workbench as wb
+from workbench.errors import (DataError, IncompatibleRecipesError, MeasurementError, ModelError, ParameterError,
+                              SpecError, UnknownNameError, UnsafeModelError, WorkbenchError)
+
+from . import faults  # noqa: F401
+from .conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, cnn):
+    model, task = cnn
+    path = tmp_path_factory.mktemp("bad") / "kept.db"
+    wb.Study(model, task, timing=FAST, store=path, measure_memory=False).run(["fold-bn", "prune(0.5)"],
+                                                                             progress=False)
+    return wb.ResultsStore(path)
+
+
+@pytest.fixture(scope="module")
+def study(cnn, store):
+    model, task = cnn
+    return wb.Study(model, task, timing=FAST, store=store, measure_memory=False)
+
+
+@pytest.fixture(autouse=True)
+def nothing_stored_is_lost(store):
+    before = {r["trial_id"]: r for r in store.rows()}
+    yield
+    after = {r["trial_id"]: r for r in store.rows()}
+    assert store.check() == "ok"
+    assert all(after.get(k) == v for k, v in before.items()), "a stored trial was lost or changed"
+
+
+def _digits(n=8):
+    return np.random.default_rng(0).random((n, 1, 8, 8), dtype=np.float32), np.arange(n) % 10
+
+
+def _nan_model(value):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with torch.no_grad():
+        net[1].weight[0, 0] = value
+    return net
+
+
+def _evil(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": Payload()}, path)
+    return path
+
+
+CASES = {
+    # -- pipeline specs ----------------------------------------------------------------------------
+    "unknown recipe": (lambda s, t: wb.Pipeline.parse("int4-magic"), UnknownNameError, "known recipes"),
+    "sparsity above 1": (lambda s, t: wb.Pipeline.parse("prune(1.5)"), ParameterError, "[0.0, 1.0)"),
+    "negative sparsity": (lambda s, t: wb.Pipeline.parse("prune(-0.2)"), ParameterError, "[0.0, 1.0)"),
+    "word for a number": (lambda s, t: wb.Pipeline.parse("prune(lots)"), ParameterError, "a number"),
+    "unknown parameter": (lambda s, t: wb.Pipeline.parse("prune(amount=0.5)"), ParameterError, "sparsity"),
+    "unclosed parenthesis": (lambda s, t: wb.Pipeline.parse("prune(0.5"), SpecError, "unclosed"),
+    "empty spec": (lambda s, t: wb.Pipeline.parse(""), SpecError, "baseline"),
+    "dangling plus": (lambda s, t: wb.Pipeline.parse("prune(0.5) +"), SpecError, "'+'"),
+    "prune after int8": (lambda s, t: wb.Pipeline.parse("int8-dynamic + prune(0.5)"), IncompatibleRecipesError,
+                         "must come before"),
+    "two precisions": (lambda s, t: wb.Pipeline.parse("int8-static + fp16"), IncompatibleRecipesError,
+                       "one precision"),
+    "bad engine": (lambda s, t: wb.Pipeline.parse("int8-static(engine=tpu)"), ParameterError, "x86"),
+    "2:4 at 30%": (lambda s, t: wb.Pipeline.parse("prune(0.3, pattern=2:4)"), ParameterError, "0.5 with"),
+    "bad spec in a sweep": (lambda s, t: s.run(["fold-bn", "nope"], progress=False), UnknownNameError, "nope"),
+    "not a spec": (lambda s, t: s.run(42, progress=False), SpecError, "spec string"),
+    "bad pipeline dict": (lambda s, t: s.run([{"steps": [{"sparsity": 1}]}], progress=False), SpecError, "recipe"),
+    # -- data ------------------------------------------------------------------------------------------
+    "empty inputs": (lambda s, t: wb.tasks.Classification(np.zeros((0, 1, 8, 8)), np.zeros(0, int)), DataError,
+                     "empty"),
+    "mismatched labels": (lambda s, t: wb.tasks.Classification(_digits()[0], np.zeros(3, int)), DataError,
+                          "must match"),
+    "NaN inputs": (lambda s, t: wb.tasks.Classification(np.full((4, 1, 8, 8), np.nan), np.zeros(4, int)),
+                   DataError, "NaN/Inf"),
+    "Inf inputs": (lambda s, t: wb.tasks.Classification(np.full((4, 1, 8, 8), np.inf), np.zeros(4, int)),
+                   DataError, "NaN/Inf"),
+    "labels as a matrix": (lambda s, t: wb.tasks.Classification(_digits()[0], np.zeros((8, 2), int)), DataError,
+                           "1-D"),
+    "string inputs": (lambda s, t: wb.tasks.Classification(np.array([["a"]] * 4, dtype=object), np.zeros(4, int)),
+                      DataError, "not numeric"),
+    "no labels": (lambda s, t: wb.tasks.Classification(_digits()[0]), DataError, "needs labels"),
+    "train of another shape": (lambda s, t: wb.tasks.Classification(*_digits(), train=(np.zeros((4, 3)),
+                                                                                         np.zeros(4, int))),
+                               DataError, "per sample"),
+    # -- models ----------------------------------------------------------------------------------------
+    "not a model": (lambda s, t: wb.Study(object(), t[1]), ModelError, "torch.nn.Module"),
+    "a path instead of a model": (lambda s, t: wb.Study("model.pt", t[1]), ModelError, "torch.nn.Module"),
+    "not a task": (lambda s, t: wb.Study(t[0], [1, 2, 3]), DataError, "workbench Task"),
+    "wrong input shape": (lambda s, t: wb.Study(t[0], wb.tasks.Classification(np.zeros((4, 3), np.float32),
+                                                                              np.zeros(4, int))),
+                          ModelError, "shape (4, 3)"),
+    "wrong input dtype": (lambda s, t: wb.Study(t[0], wb.tasks.Classification(np.zeros((4, 1, 8, 8), np.int64),
+                                                                              np.zeros(4, int))),
+                          ModelError, "raised"),
+    "NaN weights": (lambda s, t: wb.Study(_nan_model(float("nan")), wb.tasks.Classification(*_digits())),
+                    ModelError, "NaN/Inf"),
+    "Inf weights": (lambda s, t: wb.Study(_nan_model(float("inf")), wb.tasks.Classification(*_digits())),
+                    ModelError, "NaN/Inf"),
+    "too few classes": (lambda s, t: wb.Study(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)),
+                                              wb.tasks.Classification(*_digits())), DataError, "labels go up to 7"),
+    # -- settings ----------------------------------------------------------------------------------------
+    "zero batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=0), DataError, "batch_size"),
+    "negative batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=-3), DataError, "batch_size"),
+    "zero threads": (lambda s, t: wb.Study(t[0], t[1], threads=0), DataError, "threads"),
+    "negative timing": (lambda s, t: wb.TimingConfig(min_time_s=-1), MeasurementError, "min_time_s"),
+    "negative timeout": (lambda s, t: wb.ProcessExecutor(timeout_s=-5), WorkbenchError, "positive number"),
+    "unknown executor": (lambda s, t: wb.Study(t[0], t[1], executor="gpu-farm"), UnknownNameError, "process"),
+    "unknown zoo model": (lambda s, t: wb.zoo.load("resnet-9000"), UnknownNameError, "digits-cnn"),
+    "training split": (lambda s, t: wb.zoo.load("digits-cnn", split="train"), DataError, "'val' or 'test'"),
+    # -- files -----------------------------------------------------------------------------------------
+    "results to .xlsx": (lambda s, t, p: s.run(["fold-bn"], progress=False).save(p / "r.xlsx"), WorkbenchError,
+                         ".csv or .parquet"),
+    "results under a file": (lambda s, t, p: (p / "f").write_text("x") and s.run(["fold-bn"], progress=False)
+                             .save(p / "f" / "r.csv"), WorkbenchError, "cannot write"),
+    "corrupt results file": (lambda s, t, p: (p / "r.parquet").write_bytes(b"nope") and wb.Results.load(
+        p / "r.parquet"), DataError, "cannot read"),
+    "store is a folder": (lambda s, t, p: (p / "d.db").mkdir() or wb.ResultsStore(p / "d.db"), WorkbenchError,
+                          "folder"),
+    "store is not sqlite": (lambda s, t, p: (p / "j.db").write_bytes(b"junk" * 100) and wb.ResultsStore(
+        p / "j.db"), DataError, "not a workbench results store"),
+    "malicious pickle": (lambda s, t, p: wb.load_model(_evil(p), architecture=nn.Linear(2, 2)), UnsafeModelError,
+                         "would execute code"),
+    "corrupt model file": (lambda s, t, p: (p / "c.pt").write_bytes(b"\x00" * 64) and wb.load_model(p / "c.pt"),
+                           DataError, "cannot read model file"),
+    "model file of unknown type": (lambda s, t, p: (p / "m.onnx2").write_bytes(b"x") and wb.load_model(
+        p / "m.onnx2"), DataError, "unsupported model file type"),
+    "missing model file": (lambda s, t, p: wb.load_model(p / "nope.pt"), DataError, "no model file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_gives_a_clear_error(case, study, cnn, tmp_path):
+    fn, error, fragment = CASES[case]
+    args = (study, cnn, tmp_path) if fn.__code__.co_argcount == 3 else (study, cnn)
+    with pytest.raises(error) as info:
+        fn(*args)
+    assert fragment in str(info.value), str(info.value)
+
+
+ROWS = {
+    "a recipe that raises": ("test-explode", "failed", "kaboom"),
+    "a recipe that breaks the outputs": ("test-nan", "failed", "NaN"),
+    "a recipe the model cannot take": ("tf32", "unsupported", "runs on the CPU"),
+    "scripting a quantized graph": ("int8-static(engine=qnnpack) + torchscript(mode=script)", None, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROWS))
+def test_bad_trials_become_rows(case, study):
+    from . import test_study  # noqa: F401  (registers test-explode and test-nan)
+
+    spec, status, fragment = ROWS[case]
+    row = study.trial(spec)
+    if status is None:  # whatever happens, it is a row, never an exception
+        assert row["status"] in ("ok", "failed", "unsupported")
+        return
+    assert row["status"] == status and fragment in row["error"]
+
+
+CLI = {
+    "bad parameter": (["run", "--recipes", "prune(2)"], "[0.0, 1.0)"),
+    "unknown model": (["run", "--model", "nope", "--recipes", "fold-bn"], "known zoo models"),
+    "unwritable output": (["run", "--recipes", "fold-bn", "--out", "{tmp}/file/r.csv"], "cannot write"),
+    "negative batch": (["run", "--recipes", "fold-bn", "--batch-size", "-1"], "batch_size"),
+    "zero threads": (["run", "--recipes", "fold-bn", "--threads", "0"], "threads"),
+    "negative timeout": (["run", "--recipes", "fold-bn", "--executor", "process", "--timeout", "-1"],
+                         "positive number"),
+    "store is junk": (["run", "--recipes", "fold-bn", "--store", "{tmp}/junk.db"], "not a workbench results store"),
+    "incompatible recipes": (["run", "--recipes", "fp16 + int8-static"], "one precision"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI))
+def test_cli_bad_input_exits_2_with_one_clear_line(case, tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "junk.db").write_bytes(b"junk" * 100)
+    args, fragment = CLI[case]
+    proc = subprocess.run([sys.executable, "-m", "workbench", *[a.format(tmp=tmp_path) for a in args],
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) + len(ROWS) + len(CLI) >= 40
