@@ -30,7 +30,7 @@ def test_public_api_is_pinned():
         "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
         "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
         "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError",
-        "__version__", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
+        "__version__", "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
         "wrap", "zoo",
     ])
     for name in wb.__all__:

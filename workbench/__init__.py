@@ -8,7 +8,7 @@
 `import workbench` imports no deep-learning framework and no UI: backends load when a model needs them.
 """
 
-from . import errors, recipes, tasks, zoo
+from . import charts, errors, recipes, tasks, zoo
 from .errors import (
     DataError, IncompatibleRecipesError, MissingDependencyError, ModelError, ParameterError, SpecError,
     UnknownNameError, UnsafeModelError, UnsupportedError, WorkbenchError,
@@ -30,5 +30,5 @@ __all__ = [
     "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
     "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
     "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
-    "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks", "wrap", "zoo",
+    "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks", "wrap", "zoo",
 ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
-import os
 import hashlib
+import os
 import json
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -77,6 +78,8 @@ class Study:
         self._reference = self._check_baseline()
         self._rows: dict[str, dict[str, Any]] = {}   # canonical spec → row, for this study's lifetime
         self._handles: dict[str, ModelHandle] = {}
+        self._lock = threading.RLock()  # one measurement at a time: trials time the machine, and torch's
+        # profiler is not safe to run from two threads at once
         self.store = store if isinstance(store, ResultsStore) or store is None else ResultsStore(store)
         self.executor = as_executor(executor)
 
@@ -118,6 +121,10 @@ class Study:
 
     def _rows_for(self, pipelines: list[Pipeline]) -> Iterator[dict[str, Any]]:
         """Rows of `pipelines` as they become known: memory, then the store, then the executor."""
+        with self._lock:
+            yield from self._rows_for_locked(pipelines)
+
+    def _rows_for_locked(self, pipelines: list[Pipeline]) -> Iterator[dict[str, Any]]:
         baseline = Pipeline(())
         if baseline.spec not in self._rows and any(not p.is_baseline for p in pipelines):
             pipelines = [baseline] + list(pipelines)
@@ -142,6 +149,36 @@ class Study:
                     self.store.put(row)
                 yield row
 
+    def is_measured(self, pipeline: Any) -> bool:
+        """Whether `trial(pipeline)` would answer at once (measured in this study or found in its store)."""
+        pipeline = as_pipeline(pipeline)
+        if pipeline.spec in self._rows:
+            return True
+        return self.store is not None and self.store.get(self._trial_id(pipeline)) is not None
+
+    def results(self) -> Results:
+        """Every trial measured so far in this study, the baseline first."""
+        import pandas as pd
+
+        rows = sorted(self._rows.values(), key=lambda r: not r["is_baseline"])
+        return Results(pd.DataFrame(rows, columns=list(COLUMNS)))
+
+    def throughput(self, pipelines: str | Iterable[Any] = "baseline",
+                   batch_sizes: Iterable[int] = (1, 8, 32, 128)) -> Any:
+        """Samples per second over batch sizes for each pipeline (same timing rules as the trials)."""
+        import pandas as pd
+
+        records = []
+        for pipeline in parse_pipelines(pipelines):
+            handle = self.handle(pipeline)
+            for batch_size in batch_sizes:
+                with handle.session(self.threads):
+                    stats = measure_latency(handle.runner(self.task.sample(batch_size)), self.timing,
+                                            sync=handle.synchronize)
+                records.append({"pipeline": pipeline.spec, "batch_size": batch_size, "latency_ms_p50": stats.p50,
+                                "latency_ms_iqr": stats.iqr, "throughput": batch_size / (stats.p50 / 1000)})
+        return pd.DataFrame(records)
+
     def handle(self, pipeline: Any) -> ModelHandle:
         """The optimized model of a pipeline (built once per study)."""
         pipeline = as_pipeline(pipeline)
@@ -154,7 +191,12 @@ class Study:
         """What a worker process needs: no built handles (compiled code does not pickle), no store, inline."""
         state = dict(self.__dict__)
         state.update(_handles={}, store=None, executor=InlineExecutor())
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def _payload(self, pipeline: Pipeline) -> bytes:
         import cloudpickle

@@ -69,7 +69,6 @@ class Compile(Recipe):
     kind = "runtime"
     frameworks = ("torch",)
     summary = "torch.compile with Inductor (compile time reported as first call)"
-    positional = ("mode",)
 
     mode: str = "default"
 

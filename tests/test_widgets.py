@@ -1,0 +1,146 @@
+"""The panel, driven through its state (set a value, assert the numbers and the chart spec), not pixels."""
+
+import pytest
+
+import workbench as wb
+from widgets import PanelState, TradeoffModel, availability
+
+from .conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def panel_study(cnn):
+    model, task = cnn
+    return wb.Study(model, task, timing=FAST, measure_memory=False)
+
+
+@pytest.fixture
+def model(panel_study):
+    return TradeoffModel(panel_study, background=False)
+
+
+@pytest.mark.parametrize("changes, spec", [
+    ({}, "baseline"),
+    ({"precision": "int8-dynamic"}, "int8-dynamic"),
+    ({"precision": "int8-static"}, "int8-static"),
+    ({"precision": "fp16"}, "fp16"),
+    ({"precision": "bf16"}, "bf16"),
+    ({"precision": "qat"}, "qat"),
+    ({"sparsity": 0.5}, "prune(0.5)"),
+    ({"sparsity": 0.3, "pattern": "channel"}, "prune(0.3, pattern=channel)"),
+    ({"sparsity": 0.7, "pattern": "2:4"}, "prune(0.5, pattern=2:4)"),
+    ({"fusion": "fuse"}, "fuse"),
+    ({"fusion": "torchscript", "precision": "int8-static"}, "int8-static + torchscript"),
+    ({"fusion": "fuse", "precision": "int8-static", "sparsity": 0.5}, "prune(0.5) + fuse + int8-static"),
+    ({"fusion": "compile"}, "compile"),
+])
+def test_controls_compose_the_pipeline(changes, spec):
+    assert PanelState(**changes).spec == spec
+    assert wb.Pipeline.parse(spec).spec == spec
+
+
+@pytest.mark.parametrize("changes", [{"precision": "int4"}, {"sparsity": 0.95}, {"sparsity": -0.1},
+                                     {"pattern": "block"}, {"fusion": "tensorrt"}, {"runtime": "coreml"}])
+def test_bad_control_values(model, changes):
+    with pytest.raises(wb.ParameterError):
+        model.set(**changes)
+    assert model.shown is not None  # still usable
+
+
+def test_each_change_shows_the_trial_and_its_deltas(model):
+    model.set(precision="int8-static")
+    assert model.shown["pipeline"] == "int8-static" and model.shown["status"] == "ok"
+    table = {r["quantity"]: r for r in model.comparison()}
+    assert table["latency p50 (ms)"]["baseline"] == model.baseline["latency_ms_p50"]
+    assert table["latency p50 (ms)"]["current"] == model.shown["latency_ms_p50"]
+    assert table["size (bytes)"]["change"].endswith("x")
+    assert float(table["size (bytes)"]["change"][:-1]) < 0.5  # int8 is much smaller
+    model.set(sparsity=0.5)
+    assert model.shown["pipeline"] == "prune(0.5) + int8-static"
+    assert model.shown["sparsity"] == pytest.approx(0.5, abs=0.02)
+    spec = model.chart().to_dict()
+    roles = {r["pipeline"]: r["role"] for r in spec["datasets"][spec["layer"][1]["data"]["name"]]}
+    assert roles["prune(0.5) + int8-static"] == "current" and roles["baseline"] == "baseline"
+    assert {"int8-static", "prune(0.5) + int8-static"} <= set(roles)
+
+
+def test_what_the_framework_does_not_offer_says_why(model):
+    options = availability("torch")
+    assert options["precision"]["int8-static"] == ""
+    assert "no 'xla' recipe" in options["fusion"]["xla"] or "tensorflow" in options["fusion"]["xla"]
+    assert options["runtime"]["onnxruntime"] != "" or "to-onnx" in wb.recipes.RECIPES
+    with pytest.raises(wb.UnsupportedError, match="xla"):
+        model.set(fusion="xla")
+
+
+def test_a_failing_trial_shows_its_error_in_place_and_the_panel_stays_usable(mlp):
+    model_, task = mlp
+    panel = TradeoffModel(wb.Study(model_, task, timing=FAST, measure_memory=False), background=False)
+    panel.set(fusion="fuse")  # the MLP has no BatchNorm to fuse
+    assert panel.shown["status"] == "unsupported" and "no BatchNorm" in panel.error
+    panel.set(fusion="none", precision="int8-dynamic")
+    assert panel.error is None and panel.shown["pipeline"] == "int8-dynamic"
+
+
+def test_cached_toggles_do_not_measure_again(model, panel_study):
+    model.set(precision="int8-dynamic")
+    first = model.shown
+    model.set(precision="fp32")
+    model.set(precision="int8-dynamic")
+    assert model.shown is first or model.shown == first
+
+
+def test_background_trials_and_superseding(panel_study):
+    model = TradeoffModel(panel_study, background=True)
+    seen = []
+    model.on_change(lambda: seen.append((model.running, model.shown and model.shown["pipeline"])))
+    model.set(precision="qat", sparsity=0.2)        # slow: fine-tunes
+    assert model.running in (None, "prune(0.2) + qat") and model.shown["pipeline"] != "prune(0.2) + qat"
+    model.set(precision="int8-dynamic", sparsity=0.2)  # supersedes the running one
+    assert model.wait(300)
+    assert model.shown["pipeline"] == "prune(0.2) + int8-dynamic"
+    assert "prune(0.2) + qat" in model.superseded
+    assert panel_study.is_measured("prune(0.2) + qat")  # its row is kept for later
+    assert any(running == "prune(0.2) + qat" for running, _ in seen)  # progress was shown
+
+
+def test_pin_and_export(model, tmp_path):
+    model.set(precision="int8-dynamic")
+    model.pin()
+    model.set(precision="fp32", fusion="fuse")
+    assert model.pinned == ["int8-dynamic"]
+    spec = model.chart().to_dict()
+    roles = {r["pipeline"]: r["role"] for r in spec["datasets"][spec["layer"][1]["data"]["name"]]}
+    assert roles["int8-dynamic"] == "pinned" and roles["fuse"] == "current"
+    csv = model.export_csv(tmp_path / "r.csv")
+    assert "int8-dynamic" in csv.read_text()
+    blob = model.export_model(tmp_path / "m.pt")
+    import io
+
+    import torch
+    state = torch.load(io.BytesIO(blob.read_bytes()), weights_only=True)
+    assert any("weight" in k for k in state)
+    model.unpin("int8-dynamic")
+    assert model.pinned == []
+
+
+def test_ipywidgets_panel_over_the_model(panel_study, tmp_path):
+    from widgets import DevicePanel, TradeoffPanel
+
+    panel = TradeoffPanel(panel_study, export_dir=tmp_path, background=False)
+    assert "xla" not in panel.fusion.options and "int8-static" in panel.precision.options
+    assert "xla" in panel.unavailable.value
+    panel.precision.value = "int8-dynamic"
+    assert panel.model.shown["pipeline"] == "int8-dynamic"
+    assert "int8-dynamic" in panel.status.value and "baseline" in panel.numbers.value
+    panel.sparsity.value = 0.5
+    assert panel.model.shown["pipeline"] == "prune(0.5) + int8-dynamic"
+    assert panel.chart.chart.to_dict()["layer"][1]["mark"]["type"] == "point"
+    panel.pin_button.click()
+    assert "prune(0.5) + int8-dynamic" in panel.pins.value
+    panel.csv_button.click()
+    assert "download results.csv" in panel.downloads.value and (tmp_path / "results.csv").is_file()
+    panel.model_button.click()
+    assert "base64," in panel.downloads.value
+    device = DevicePanel()
+    assert "fp32 GEMM" in device.table.value and "int8 engine" in device.table.value

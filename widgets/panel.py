@@ -1,0 +1,140 @@
+"""ipywidgets views over the panel model: the trade-off panel and the device panel."""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from pathlib import Path
+
+import ipywidgets as W
+
+import workbench as wb
+
+from .state import FUSIONS, PATTERNS, PRECISIONS, RUNTIMES, TradeoffModel
+
+HELP = {
+    "precision": "How numbers are stored and computed. int8 is 4x smaller than fp32 and often faster on CPUs; "
+                 "fp16/bf16 halve the size and are fast on GPUs (and on CPUs that support them).",
+    "sparsity": "Fraction of weights set to zero (then fine-tuned). Saves compressed size; only 'channel' "
+                "pruning (which removes whole filters) or 2:4 on sparse GPUs makes it faster.",
+    "fusion": "Graph-level speed-ups: fuse layers, TorchScript, or compile the model to optimized kernels.",
+    "runtime": "Which engine runs the model.",
+}
+
+
+def _fmt(value) -> str:
+    if value is None or value != value:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else html.escape(str(value))
+
+
+class TradeoffPanel(W.VBox):
+    """Toggle precision, sparsity, fusion and runtime; see the trial next to the baseline and on the chart."""
+
+    def __init__(self, study: wb.Study, *, export_dir: str | Path | None = None, background: bool = True):
+        self.model = TradeoffModel(study, background=background)
+        self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="workbench-export-"))
+        opts = self.model.options
+        offered = lambda control, values: [v for v in values if not opts[control][v]]  # noqa: E731
+        self.precision = W.ToggleButtons(options=offered("precision", PRECISIONS), description="precision")
+        self.sparsity = W.FloatSlider(value=0.0, min=0.0, max=0.9, step=0.05, description="sparsity",
+                                      continuous_update=False, readout_format=".0%")
+        self.pattern = W.Dropdown(options=list(PATTERNS), description="pattern")
+        self.fusion = W.ToggleButtons(options=offered("fusion", FUSIONS), description="fusion")
+        self.runtime = W.ToggleButtons(options=offered("runtime", RUNTIMES), description="runtime")
+        unavailable = [reason for control in opts.values() for reason in control.values() if reason]
+        self.unavailable = W.HTML("<small>Not offered for this model: " + "; ".join(map(html.escape, unavailable))
+                                  + "</small>" if unavailable else "")
+        self.help = W.HTML("<small>" + "<br>".join(f"<b>{k}</b>: {v}" for k, v in HELP.items()) + "</small>")
+        self.status = W.HTML()
+        self.numbers = W.HTML()
+        self.pin_button = W.Button(description="pin", tooltip="keep this configuration marked on the chart")
+        self.csv_button = W.Button(description="export CSV")
+        self.model_button = W.Button(description="export model")
+        self.downloads = W.HTML()
+        self.pins = W.HTML()
+        self.chart = self._chart_widget()
+        for widget, control in ((self.precision, "precision"), (self.sparsity, "sparsity"),
+                                (self.pattern, "pattern"), (self.fusion, "fusion"), (self.runtime, "runtime")):
+            widget.observe(lambda change, c=control: self._changed(c, change["new"]), names="value")
+        self.pin_button.on_click(lambda _: self.model.pin())
+        self.csv_button.on_click(lambda _: self._export("csv"))
+        self.model_button.on_click(lambda _: self._export("model"))
+        self.model.on_change(self.refresh)
+        super().__init__([
+            W.HTML(f"<h3>{html.escape(study.task.describe())}</h3>"),
+            self.precision, W.HBox([self.sparsity, self.pattern]), self.fusion, self.runtime, self.unavailable,
+            self.status, W.HBox([self.numbers, self.chart]),
+            W.HBox([self.pin_button, self.csv_button, self.model_button]), self.pins, self.downloads, self.help,
+        ])
+        self.refresh()
+
+    def _chart_widget(self):
+        import altair as alt
+
+        try:
+            return alt.JupyterChart(self.model.chart(), embed_options={"actions": False})
+        except Exception:  # no anywidget: fall back to a static SVG
+            return W.HTML()
+
+    def _changed(self, control: str, value) -> None:
+        try:
+            self.model.set(**{control: value})
+        except wb.WorkbenchError as exc:
+            self.status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+
+    def _export(self, what: str) -> None:
+        try:
+            if what == "csv":
+                path = self.model.export_csv(self.export_dir / "results.csv")
+            else:
+                name = self.model.shown["pipeline"].replace(" ", "").replace("+", "_") if self.model.shown else "model"
+                path = self.model.export_model(self.export_dir / f"{name}.bin")
+        except wb.WorkbenchError as exc:
+            self.downloads.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            return
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.downloads.value = (f"saved {html.escape(str(path))} — <a download='{html.escape(path.name)}' "
+                                f"href='data:application/octet-stream;base64,{data}'>download {path.name}</a>")
+
+    def refresh(self) -> None:
+        m = self.model
+        if m.running:
+            self.status.value = f"<i>measuring <code>{html.escape(m.running)}</code>…</i>"
+        elif m.error:
+            self.status.value = (f"<span style='color:#b00'><b>{html.escape(m.state.spec)}</b>: "
+                                 f"{html.escape(m.error)}</span>")
+        else:
+            self.status.value = f"showing <code>{html.escape(m.shown['pipeline'] if m.shown else '')}</code>"
+        rows = "".join(f"<tr><td>{r['quantity']}</td><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['current'])}</td>"
+                       f"<td>{_fmt(r['change'])}</td></tr>" for r in m.comparison())
+        self.numbers.value = ("<table class='wb-numbers'><tr><th></th><th>baseline</th><th>current</th>"
+                              f"<th>change</th></tr>{rows}</table>")
+        self.pins.value = ("pinned: " + ", ".join(f"<code>{html.escape(p)}</code>" for p in m.pinned)) if m.pinned else ""
+        chart = m.chart()
+        if hasattr(self.chart, "chart"):
+            self.chart.chart = chart
+        else:
+            self.chart.value = chart.to_html(inline=True) if hasattr(chart, "to_html") else ""
+
+
+class DevicePanel(W.VBox):
+    """The device profile at a glance: what is accelerated here and the measured peaks."""
+
+    def __init__(self, profile: wb.DeviceProfile | None = None):
+        profile = profile or wb.device()
+        rows = [("CPU", f"{profile.cpu_model} ({profile.cores_available} cores, {profile.arch})"),
+                ("memory", f"{profile.memory_bytes / 2**30:.1f} GiB"),
+                ("ISA", " ".join(profile.isa)),
+                ("GPU", ", ".join(f"{g.name} (sm{g.compute_capability})" for g in profile.gpus) or "none"),
+                ("fp32 GEMM", f"{profile.peak_gflops_1t or 0:.0f} GFLOP/s (1 thread), "
+                              f"{profile.peak_gflops_all or 0:.0f} GFLOP/s (all cores)"),
+                ("bandwidth", f"{profile.bandwidth_gbs or 0:.1f} GB/s"),
+                ("int8 engine", f"{profile.recommended_quantized_engine} (reduce_range={profile.int8_reduce_range})")]
+        rows += [(p, f"accelerated: {why}" if why else "not accelerated here") for p, why in profile.accelerated.items()]
+        table = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        self.table = W.HTML(f"<table class='wb-device'>{table}</table>")
+        super().__init__([W.HTML("<h3>This machine</h3>"), self.table])

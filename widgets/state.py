@@ -1,0 +1,230 @@
+"""The trade-off panel's logic, with no UI: a plain state (the controls' values), what the model's framework
+offers, and a model that measures the composed pipeline — from the study's cache at once, or in the
+background — and keeps what the charts and numbers show. The ipywidgets panel is a thin view over this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import workbench as wb
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static", "qat")
+PATTERNS = ("unstructured", "channel", "2:4")
+FUSIONS = ("none", "fuse", "torchscript", "compile", "xla")
+RUNTIMES = ("eager", "onnxruntime", "tflite")
+#: the recipe each choice adds to the pipeline (None: nothing)
+RECIPE_OF = {
+    "precision": {"fp32": None, "fp16": "fp16", "bf16": "bf16", "int8-dynamic": "int8-dynamic",
+                  "int8-static": "int8-static", "qat": "qat"},
+    "fusion": {"none": None, "fuse": "fuse", "torchscript": "torchscript", "compile": "compile", "xla": "xla"},
+    "runtime": {"eager": None, "onnxruntime": "to-onnx", "tflite": "to-tflite"},
+}
+CHOICES = {"precision": PRECISIONS, "pattern": PATTERNS, "fusion": FUSIONS, "runtime": RUNTIMES}
+
+
+@dataclasses.dataclass(frozen=True)
+class PanelState:
+    """The controls' values. `spec` composes them into one pipeline."""
+
+    precision: str = "fp32"
+    sparsity: float = 0.0
+    pattern: str = "unstructured"
+    fusion: str = "none"
+    runtime: str = "eager"
+
+    def __post_init__(self) -> None:
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise wb.ParameterError("panel", name, getattr(self, name), f"one of {', '.join(choices)}")
+        if not 0.0 <= self.sparsity <= 0.9:
+            raise wb.ParameterError("panel", "sparsity", self.sparsity, "a number in [0, 0.9]")
+
+    @property
+    def spec(self) -> str:
+        steps = []
+        if self.sparsity > 0:
+            sparsity = 0.5 if self.pattern == "2:4" else round(self.sparsity, 2)
+            steps.append(f"prune({sparsity}{'' if self.pattern == 'unstructured' else f', pattern={self.pattern}'})")
+        fusion, precision, runtime = (RECIPE_OF["fusion"][self.fusion], RECIPE_OF["precision"][self.precision],
+                                      RECIPE_OF["runtime"][self.runtime])
+        if fusion == "fuse":
+            steps.append(fusion)
+        if precision:
+            steps.append(precision)
+        if fusion and fusion != "fuse":
+            steps.append(fusion)
+        if runtime:
+            steps.append(runtime)
+        return " + ".join(steps) or "baseline"
+
+
+def availability(framework: str) -> dict[str, dict[str, str]]:
+    """For each control and choice: "" when offered, else the reason it is not (shown next to the control)."""
+    out: dict[str, dict[str, str]] = {}
+    for control, table in RECIPE_OF.items():
+        out[control] = {}
+        for choice, recipe in table.items():
+            if recipe is None:
+                out[control][choice] = ""
+            elif recipe not in wb.recipes.RECIPES:
+                out[control][choice] = f"{choice}: not in this version of the workbench (no '{recipe}' recipe)"
+            else:
+                frameworks = wb.recipes.RECIPES.get(recipe).frameworks
+                out[control][choice] = "" if framework in frameworks else \
+                    f"{choice}: for {', '.join(frameworks)} models, not {framework}"
+    out["pattern"] = dict.fromkeys(PATTERNS, "")
+    return out
+
+
+class TradeoffModel:
+    """A study + the panel state + what is shown. `set(...)` changes the state and shows the trial of the
+    composed pipeline: at once when the study has measured it, else measured in a background thread while
+    the page stays usable; a change made meanwhile supersedes it (its row is still kept for later)."""
+
+    def __init__(self, study: wb.Study, *, background: bool = True):
+        self.study = study
+        self.framework = study.baseline.framework
+        self.options = availability(self.framework)
+        self.state = PanelState()
+        self.background = background
+        self.shown: dict | None = None        # the row on display
+        self.error: str | None = None         # why the current choice shows no row
+        self.running: str | None = None       # the spec being measured now
+        self.superseded: list[str] = []       # specs whose measurement finished after a newer request
+        self.pinned: list[str] = []
+        self._listeners: list[Callable[[], None]] = []
+        self._wanted: str | None = None
+        self._queue: list[str] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._worker: threading.Thread | None = None
+        # the baseline is measured now, before there is a page to interact with: a timing taken while the
+        # interface is being built would be disturbed by it
+        self.study.trial("baseline")
+        self.request()
+
+    # -- the verbs the view calls ----------------------------------------------------------------
+    def set(self, **changes: Any) -> None:
+        for control, value in changes.items():
+            reason = self.options.get(control, {}).get(value, "") if control in RECIPE_OF else ""
+            if reason:
+                raise wb.UnsupportedError("panel", reason)
+        self.state = dataclasses.replace(self.state, **changes)
+        self.request()
+
+    def request(self) -> None:
+        try:
+            spec = wb.Pipeline.parse(self.state.spec).spec
+        except wb.WorkbenchError as exc:
+            self._wanted = self.state.spec
+            self.error, self.shown = str(exc), None
+            self._notify()
+            return
+        self._wanted = spec
+        if self.study.is_measured(spec) or not self.background:
+            self._show(spec, self.study.trial(spec))
+            return
+        with self._lock:
+            self._queue = [spec]  # only the newest request waits; older ones are dropped
+            self.error = None
+            self._idle.clear()
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._work, name="tradeoff-trials", daemon=True)
+                self._worker.start()
+        self._notify()
+
+    def pin(self) -> None:
+        if self.shown and self.shown["pipeline"] not in self.pinned:
+            self.pinned.append(self.shown["pipeline"])
+            self._notify()
+
+    def unpin(self, spec: str) -> None:
+        if spec in self.pinned:
+            self.pinned.remove(spec)
+            self._notify()
+
+    def wait(self, timeout: float | None = 120) -> bool:
+        """Block until no trial is pending (for scripts and tests)."""
+        return self._idle.wait(timeout)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    # -- what the view shows ---------------------------------------------------------------------
+    @property
+    def baseline(self) -> dict:
+        """The baseline's row, or {} while it is still being measured (never blocks the page)."""
+        return self.study.trial("baseline") if self.study.is_measured("baseline") else {}
+
+    def frame(self):
+        return self.study.results().frame
+
+    def chart(self):
+        current = self.shown["pipeline"] if self.shown else None
+        return wb.charts.tradeoff(self.frame(), current=current, pinned=self.pinned)
+
+    def comparison(self) -> list[dict]:
+        """Rows for the numbers table: each quantity for the baseline and the current trial, with the change."""
+        base, cur = self.baseline, self.shown
+        out = []
+        for key, label, better in (("metric", "accuracy", "higher"), ("fidelity", "fidelity", "higher"),
+                                   ("latency_ms_p50", "latency p50 (ms)", "lower"),
+                                   ("latency_ms_iqr", "latency IQR (ms)", "lower"),
+                                   ("size_bytes", "size (bytes)", "lower"), ("size_gzip_bytes", "gzip (bytes)", "lower"),
+                                   ("sparsity", "sparsity", None)):
+            b, c = base.get(key), (cur or {}).get(key)
+            change = None
+            if isinstance(b, (int, float)) and isinstance(c, (int, float)) and b == b and c == c:
+                change = f"{c / b:.2f}x" if key.startswith(("latency", "size")) and b else f"{c - b:+.4f}"
+            out.append({"quantity": label, "baseline": b, "current": c, "change": change, "better": better})
+        return out
+
+    def export_csv(self, path: str | Path) -> Path:
+        self.study.results().save(path)
+        return Path(path)
+
+    def export_model(self, path: str | Path) -> Path:
+        if not self.shown or self.shown["status"] != "ok":
+            raise wb.WorkbenchError("no measured trial to export: choose a configuration that ran")
+        data = self.study.handle(self.shown["pipeline"]).serialize()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+        return Path(path)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _show(self, spec: str, row: dict) -> None:
+        if spec != self._wanted:
+            self.superseded.append(spec)
+            return
+        self.shown = row
+        self.error = row["error"] if row["status"] != "ok" else None
+        self._notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self.running = None
+                    self._idle.set()
+                    self._notify()
+                    return
+                spec = self._queue.pop()
+                self.running = spec
+            self._notify()
+            try:
+                row = self.study.trial(spec)
+            except Exception as exc:  # a trial's own failures are rows; this is the study itself breaking
+                self.error = f"{type(exc).__name__}: {exc}"
+                self._notify()
+                continue
+            self._show(spec, row)
+
+    def _notify(self) -> None:
+        for callback in list(self._listeners):
+            callback()
