@@ -1,5 +1,7 @@
 """The panel, driven through its state (set a value, assert the numbers and the chart spec), not pixels."""
 
+import time
+
 import pytest
 
 import workbench as wb
@@ -82,6 +84,16 @@ def test_a_failing_trial_shows_its_error_in_place_and_the_panel_stays_usable(mlp
     assert panel.error is None and panel.shown["pipeline"] == "int8-dynamic"
 
 
+def test_a_change_queued_behind_a_running_trial_is_dropped_when_superseded(panel_study):
+    model = TradeoffModel(panel_study, background=True)
+    model.set(precision="qat", sparsity=0.4)
+    model.set(precision="int8-static", sparsity=0.4)
+    model.set(precision="bf16", sparsity=0.4)
+    assert model.wait(300)
+    assert model.shown["pipeline"] == "prune(0.4) + bf16"
+    assert len(model.superseded) >= 1 and "prune(0.4) + bf16" not in model.superseded
+
+
 def test_cached_toggles_do_not_measure_again(model, panel_study):
     model.set(precision="int8-dynamic")
     first = model.shown
@@ -95,7 +107,11 @@ def test_background_trials_and_superseding(panel_study):
     seen = []
     model.on_change(lambda: seen.append((model.running, model.shown and model.shown["pipeline"])))
     model.set(precision="qat", sparsity=0.2)        # slow: fine-tunes
-    assert model.running in (None, "prune(0.2) + qat") and model.shown["pipeline"] != "prune(0.2) + qat"
+    assert model.shown["pipeline"] != "prune(0.2) + qat"  # the page did not wait for it
+    deadline = time.monotonic() + 30
+    while model.running != "prune(0.2) + qat" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert model.running == "prune(0.2) + qat"
     model.set(precision="int8-dynamic", sparsity=0.2)  # supersedes the running one
     assert model.wait(300)
     assert model.shown["pipeline"] == "prune(0.2) + int8-dynamic"
@@ -136,6 +152,8 @@ def test_ipywidgets_panel_over_the_model(panel_study, tmp_path):
     panel.sparsity.value = 0.5
     assert panel.model.shown["pipeline"] == "prune(0.5) + int8-dynamic"
     assert panel.chart.chart.to_dict()["layer"][1]["mark"]["type"] == "point"
+    assert type(panel.chart)._is_offline  # the chart's JavaScript comes from vl-convert, not a CDN
+    assert "cdn.jsdelivr" not in panel.chart._esm
     panel.pin_button.click()
     assert "prune(0.5) + int8-dynamic" in panel.pins.value
     panel.csv_button.click()

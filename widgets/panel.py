@@ -76,6 +76,7 @@ class TradeoffPanel(W.VBox):
         import altair as alt
 
         try:
+            alt.JupyterChart.enable_offline()  # vega's JavaScript from vl-convert, never from a CDN
             return alt.JupyterChart(self.model.chart(), embed_options={"actions": False})
         except Exception:  # no anywidget: fall back to a static SVG
             return W.HTML()

@@ -131,7 +131,8 @@ class TradeoffModel:
             self._show(spec, self.study.trial(spec))
             return
         with self._lock:
-            self._queue = [spec]  # only the newest request waits; older ones are dropped
+            self.superseded += [s for s in self._queue if s != spec]  # dropped before they started
+            self._queue = [spec]  # only the newest request waits
             self.error = None
             self._idle.clear()
             if self._worker is None or not self._worker.is_alive():
