@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-EXTRAS_RUN  := torch,mobile,charts
-EXTRAS_TEST := torch,mobile,dask,charts,dev
+EXTRAS_RUN  := torch,mobile,charts,app
+EXTRAS_TEST := torch,mobile,dask,charts,app,dev
 RECIPES ?= int8-dynamic; int8-dynamic(per_channel=true); prune(0.5); fold-bn; fold-bn + int8-dynamic
 MODEL   ?= digits-cnn
 
-.PHONY: run test bench setup setup-dev clean
+PORT    ?= 8866
+
+.PHONY: run sweep test bench setup setup-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +22,23 @@ setup: $(BIN)/python
 setup-dev: $(BIN)/python
 	$(PIP) install -q -e ".[$(EXTRAS_TEST)]" -c constraints.txt
 
-# The main job: the device profile, then a study of the default zoo model, written to artifacts/.
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The main job: the dashboard (Voila) on the default model, at http://127.0.0.1:$(PORT)/
 run: setup
+	$(BIN)/workbench app --model $(MODEL) --port $(PORT)
+
+# A sweep from the shell instead of the dashboard, written to artifacts/results.csv
+sweep: setup
 	$(BIN)/workbench device
 	$(BIN)/workbench run --model $(MODEL) --recipes "$(RECIPES)" --out artifacts/results.csv
 
-test: setup-dev
+test: setup-dev browser
 	$(BIN)/python -m pytest
 
-bench: setup
+bench: setup-dev browser
 	$(BIN)/python benchmarks/run.py
 
 clean:

@@ -185,6 +185,7 @@ CLI = {
                          "positive number"),
     "store is junk": (["run", "--recipes", "fold-bn", "--store", "{tmp}/junk.db"], "not a workbench results store"),
     "incompatible recipes": (["run", "--recipes", "fp16 + int8-static"], "one precision"),
+    "app on an impossible port": (["app", "--port", "70000"], "between 0 and 65535"),
 }
 
 
@@ -193,8 +194,9 @@ def test_cli_bad_input_exits_2_with_one_clear_line(case, tmp_path):
     (tmp_path / "file").write_text("x")
     (tmp_path / "junk.db").write_bytes(b"junk" * 100)
     args, fragment = CLI[case]
-    proc = subprocess.run([sys.executable, "-m", "workbench", *[a.format(tmp=tmp_path) for a in args],
-                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    extra = ["--no-progress"] if args[0] == "run" else []
+    proc = subprocess.run([sys.executable, "-m", "workbench", *[a.format(tmp=tmp_path) for a in args], *extra],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
 

@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    app = sub.add_parser("app", help="serve the dashboard (Voila) on 127.0.0.1")
+    app.add_argument("--port", type=int, default=8866, help="port to serve on (0: any free port)")
+    app.add_argument("--model", default="digits-cnn", help="zoo model shown first")
+
     sub.add_parser("models", help="list the zoo models")
     sub.add_parser("recipes", help="list the recipes and their parameters")
     return parser
@@ -91,6 +95,12 @@ def _executor(args: argparse.Namespace):
     return InlineExecutor()
 
 
+def _cmd_app(args: argparse.Namespace) -> int:
+    from .app import serve
+
+    return serve(port=args.port, model=args.model)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from . import zoo
 
@@ -110,7 +120,8 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"device": _cmd_device, "run": _cmd_run, "models": _cmd_models, "recipes": _cmd_recipes}[args.command]
+    handler = {"device": _cmd_device, "run": _cmd_run, "app": _cmd_app, "models": _cmd_models,
+               "recipes": _cmd_recipes}[args.command]
     try:
         return handler(args)
     except WorkbenchError as exc:

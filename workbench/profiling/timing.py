@@ -30,6 +30,11 @@ class TimingConfig:
     max_time_s: float = 30.0
     warmup_runs: int = 5
 
+    @classmethod
+    def interactive(cls) -> TimingConfig:
+        """What the panel and the dashboard time trials with: quick enough to toggle, enough calls for a p90."""
+        return cls(min_time_s=0.3, min_runs=20)
+
     def __post_init__(self) -> None:
         checks = {
             "min_time_s": self.min_time_s >= 0 and math.isfinite(self.min_time_s),

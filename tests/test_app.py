@@ -1,0 +1,128 @@
+"""The dashboard end to end: `workbench app` (a real Voila server) in real headless Chromium.
+
+Chromium comes from Debian (`make test` installs it); Playwright drives it and never downloads a browser."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+LOCAL = ("127.0.0.1", "localhost", "::1")
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError("Chromium is missing in CI: .ci/run installs it (apt-get install chromium)")
+    pytest.skip("Chromium is not installed here: `make test` installs it with apt", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from workbench.app import free_port
+
+    port = free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "app", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("Workbench dashboard: http://127.0.0.1:"), line
+    url = line.split(": ", 1)[1].strip()
+    yield url, started
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(str(tmp_path_factory.mktemp("chromium")),
+                                                       executable_path=CHROMIUM, args=ARGS, headless=True,
+                                                       viewport={"width": 1400, "height": 1100})
+        yield context
+        context.close()
+
+
+def _open(browser, url):
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda r: urlparse(r.url).hostname not in LOCAL and r.url.startswith("http")
+            and outside.append(r.url))
+    failed = []
+    page.on("requestfailed", lambda r: urlparse(r.url).hostname not in LOCAL and failed.append(r.url))
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            page.goto(url, timeout=60_000)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    page.wait_for_selector("text=showing", timeout=180_000)
+    return page, outside, failed
+
+
+def _numbers(page) -> dict:
+    rows = page.locator(".wb-numbers tr").all_inner_texts()[1:]
+    return {r.split("\t")[0]: r.split("\t")[1:] for r in rows}
+
+
+def _points(page) -> int:
+    return page.locator(".mark-symbol path").count()
+
+
+def test_dashboard_in_a_real_browser(app_url, browser):
+    url, started = app_url
+    page, outside, failed = _open(browser, url)
+    print(f"\nworkbench app -> interactive page: {time.perf_counter() - started:.1f} s")
+    assert "Efficiency Workbench" in page.inner_text("body")
+    before_points, before = _points(page), _numbers(page)
+    assert before_points >= 1 and before["latency p50 (ms)"][0] != "–"
+
+    page.get_by_role("button", name="int8-static").click()
+    page.wait_for_function("document.body.innerText.includes('showing int8-static')", timeout=120_000)
+    page.locator(".noUi-handle").first.focus()
+    for _ in range(10):  # 10 steps of 5%: sparsity 50%
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.body.innerText.includes('showing prune(0.5) + int8-static')", timeout=120_000)
+    page.wait_for_function(f"document.querySelectorAll('.mark-symbol path').length > {before_points}",
+                           timeout=30_000)
+    after = _numbers(page)
+    assert after["latency p50 (ms)"][1] != before["latency p50 (ms)"][1]
+    assert after["size (bytes)"][1] != before["size (bytes)"][1]
+    assert after["sparsity"][1].startswith("0.5")
+    assert _points(page) > before_points  # new points on the chart
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert not outside, f"requests to hosts other than this machine: {outside}"
+    assert not failed
+    page.close()
+
+
+def test_two_sessions_have_independent_kernels(app_url, browser):
+    url, _ = app_url
+    first, _, _ = _open(browser, url)
+    second, _, _ = _open(browser, url)
+    first.get_by_role("button", name="int8-dynamic").click()
+    first.wait_for_function("document.body.innerText.includes('showing int8-dynamic')", timeout=120_000)
+    time.sleep(1)
+    assert "showing baseline" in second.inner_text("body")
+    assert "showing int8-dynamic" not in second.inner_text("body")
+    first.close()
+    second.close()

@@ -1,0 +1,61 @@
+"""`workbench app`: pre-warm the default model, then serve notebooks/dashboard.ipynb with Voila on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from ._optional import require
+from .errors import WorkbenchError
+from .paths import cache_dir
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+DASHBOARD = NOTEBOOKS / "dashboard.ipynb"
+#: holds voila/templates/workbench: Voila's lab template without its CDN stylesheets
+TEMPLATES = NOTEBOOKS / "jupyter"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prewarm(model: str, store: Path) -> None:
+    """Train (or load) the model and measure its baseline now, into the app's store: every page of this
+    server starts from it at once. Measured afresh at each start, so a stale timing never carries over."""
+    from . import zoo
+    from .profiling.timing import TimingConfig
+    from .store import ResultsStore
+    from .study import Study
+
+    handle, task = zoo.load(model)
+    ResultsStore(store).put(Study(handle, task, timing=TimingConfig.interactive()).trial("baseline"))
+
+
+def serve(port: int = 8866, model: str = "digits-cnn") -> int:
+    require("voila", "app", "the dashboard")
+    if not DASHBOARD.is_file():
+        raise WorkbenchError(f"the dashboard notebook is not at {DASHBOARD}: run `workbench app` from a checkout "
+                             "of the repository (pip install -e '.[app]')")
+    if not 0 <= port <= 65535:
+        raise WorkbenchError(f"--port must be between 0 and 65535, got {port}")
+    port = port or free_port()
+    store = cache_dir() / "app-results.db"
+    print(f"pre-warming {model} (trained model and baseline cached in {store}) …", file=sys.stderr, flush=True)
+    prewarm(model, store)
+    jupyter_path = os.pathsep.join(p for p in (str(TEMPLATES), os.environ.get("JUPYTER_PATH", "")) if p)
+    env = {**os.environ, "WORKBENCH_MODEL": model, "WORKBENCH_APP_STORE": str(store), "JUPYTER_PATH": jupyter_path}
+    cmd = [sys.executable, "-m", "voila", str(DASHBOARD), f"--port={port}", "--no-browser", "--template=workbench",
+           "--Voila.ip=127.0.0.1", "--theme=light", "--show_tracebacks=True"]
+    proc = subprocess.Popen(cmd, env=env)
+    print(f"Workbench dashboard: http://127.0.0.1:{port}/", flush=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
