@@ -22,6 +22,7 @@ from .recipes import Pipeline, Recipe, parse_pipelines
 from .results import COLUMNS, Results
 from .store import ResultsStore
 from .study import Study
+from .training import TrainingStudy
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
     "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
     "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
+    "TrainingStudy",
     "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
     "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks", "wrap", "zoo",
 ]

@@ -6,6 +6,7 @@
     size_breakdown(frame)        weight bytes vs the rest of the file, and its gzip size, per trial
     throughput_curve(curve)      samples/s over batch size (from Study.throughput)
     roofline(frame, device)      achieved GFLOP/s against the measured GEMM peak and bandwidth
+    training_tradeoff(frame)     training step time × peak memory, colour = accuracy reached (TrainingStudy)
 
     save(chart, "chart.html" | ".svg" | ".png")     inline HTML (no CDN), or images via vl-convert
     use_offline_renderer()                          notebooks / Voila: render without any CDN
@@ -160,6 +161,23 @@ def roofline(frame: pd.DataFrame, device: Any):
     return alt.layer(line, dots).properties(
         title=alt.Title(f"roofline: measured fp32 GEMM peak {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.0f} GB/s",
                         subtitle="int8 and fp16 trials count their operations against the fp32 roof"), width=520)
+
+
+def training_tradeoff(frame: pd.DataFrame):
+    """Training trials: step time (x) × peak memory (y); colour = accuracy after the budget, tooltip = loss."""
+    alt = _alt()
+    data = frame[(frame["status"] == "ok")].copy()
+    data["peak_mem_mb"] = data["peak_mem_bytes"].astype(float) / 2**20
+    points = alt.Chart(data).mark_point(filled=True, size=160).encode(
+        x=alt.X("latency_ms_p50:Q", title="optimizer step p50 (ms)", scale=alt.Scale(zero=False)),
+        y=alt.Y("peak_mem_mb:Q", title="peak memory in a step (MiB)"),
+        color=alt.Color("metric:Q", title="accuracy"),
+        tooltip=[alt.Tooltip(c, format=".4g") if c != "pipeline" else c for c in
+                 ("pipeline", "latency_ms_p50", "latency_ms_iqr", "throughput", "peak_mem_mb", "train_loss",
+                  "metric") if c in data])
+    labels = alt.Chart(data).mark_text(dy=-12, fontSize=11).encode(x="latency_ms_p50:Q", y="peak_mem_mb:Q",
+                                                                   text="pipeline:N")
+    return alt.layer(points, labels).properties(title="training: step time vs memory", width=520, height=320)
 
 
 def save(chart: Any, path: str | os.PathLike) -> Path:

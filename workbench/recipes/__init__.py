@@ -1,7 +1,7 @@
 """Recipes: frozen configs, registered by name, composed into pipelines."""
 
-from . import fusion, precision, quantization, sparsity  # noqa: F401  (registers the recipes)
-from .base import RECIPES, ApplyContext, Recipe, register_handler, register_recipe
+from . import fusion, precision, quantization, sparsity, training  # noqa: F401  (registers the recipes)
+from .base import RECIPES, TRAINING_RECIPES, ApplyContext, Recipe, register_handler, register_recipe
 from .fusion import ChannelsLast, Compile, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
 from .pipeline import BASELINE, Pipeline, as_pipeline, parse_pipelines
 from .precision import Autocast, Bf16, Fp16, Tf32
@@ -28,7 +28,7 @@ def describe() -> list[dict]:
 
 
 __all__ = [
-    "RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16", "ChannelsLast", "Compile", "ExecuTorch",
+    "RECIPES", "TRAINING_RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16", "ChannelsLast", "Compile", "ExecuTorch",
     "FoldBatchNorm", "Fp16", "Fuse", "Int8Dynamic", "Int8Static", "Int8WeightOnly", "Pipeline", "Prune", "Qat",
     "Recipe", "SparseKernels", "Tf32", "TorchScript", "as_pipeline", "available", "describe", "parse_pipelines",
     "register_handler", "register_recipe",

@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     from ..tasks import Task
 
 #: what a recipe changes; also the order in which kinds may follow each other (see Recipe.conflicts_with)
-KINDS = ("weights", "graph", "precision", "runtime")
+KINDS = ("weights", "graph", "precision", "runtime", "training")
 
 RECIPES: Registry[type[Recipe]] = Registry("recipe")
+TRAINING_RECIPES: Registry[type[Recipe]] = Registry("training recipe")
 _HANDLERS: dict[tuple[type, str], Callable[..., Any]] = {}
 
 
@@ -65,6 +66,8 @@ class Recipe:
     def conflicts_with(self, earlier: Sequence[Recipe]) -> str | None:
         """Why this recipe cannot follow `earlier` steps of a pipeline, or None."""
         for prev in earlier:
+            if self.kind == "training" and prev.name == self.name:
+                return f"{self.name} appears twice; give it once"
             if self.kind == "precision" and prev.kind == "precision":
                 return (f"{prev.to_spec()} already sets the precision; {self.to_spec()} would change it again. "
                         "Use one precision recipe per pipeline")
@@ -116,10 +119,10 @@ class Recipe:
 
 
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
-    """Class decorator: make a recipe findable by its spec name."""
+    """Class decorator: make a recipe findable by its spec name (training recipes have their own registry)."""
     if cls.kind not in KINDS:
         raise ValueError(f"recipe {cls.name!r}: kind must be one of {KINDS}, got {cls.kind!r}")
-    RECIPES.register(cls.name, cls)
+    (TRAINING_RECIPES if cls.kind == "training" else RECIPES).register(cls.name, cls)
     return cls
 
 
@@ -133,9 +136,10 @@ def register_handler(recipe_cls: type[Recipe], framework: str) -> Callable[[Call
     return deco
 
 
-def recipe_from_params(name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Recipe:
+def recipe_from_params(name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                       registry: Registry | None = None) -> Recipe:
     """Build a recipe from its name, positional and keyword parameters (as a spec gives them)."""
-    cls = RECIPES.get(name)
+    cls = (registry or RECIPES).get(name)
     kwargs = dict(kwargs or {})
     fields = [f.name for f in dataclasses.fields(cls)]
     if len(args) > len(fields):

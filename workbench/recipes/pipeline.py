@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import IncompatibleRecipesError, SpecError, WorkbenchError
+from ..registry import Registry
 from .base import RECIPES, ApplyContext, Recipe, recipe_from_params
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ class Pipeline:
         return cls(tuple(steps))
 
     @classmethod
-    def parse(cls, spec: str) -> Pipeline:
+    def parse(cls, spec: str, registry: Registry | None = None) -> Pipeline:
+        """`registry`: where names are looked up (the inference recipes unless given)."""
+        registry = registry or RECIPES
         if not isinstance(spec, str):
             raise SpecError(repr(spec), f"expected a string, got {type(spec).__name__}")
         text = spec.strip()
@@ -71,7 +74,7 @@ class Pipeline:
             raise SpecError(spec, "it is empty", f"write '{BASELINE}' for the model as given")
         if text.lower() == BASELINE:
             return cls(())
-        steps = [_parse_step(spec, part) for part in _split_top(spec, text, "+")]
+        steps = [_parse_step(spec, part, registry) for part in _split_top(spec, text, "+")]
         return cls(tuple(steps))
 
     # -- behaviour ------------------------------------------------------------------------------
@@ -151,14 +154,14 @@ def parse_value(text: str) -> Any:
         return t
 
 
-def _parse_step(spec: str, text: str) -> Recipe:
+def _parse_step(spec: str, text: str, registry: Registry) -> Recipe:
     m = _STEP.match(text)
     if not m:
         raise SpecError(spec, f"{text.strip()!r} is not a recipe call",
                         "write name or name(value, key=value), e.g. prune(0.5)")
     name, arg_text = m.group(1), m.group(2)
-    if name not in RECIPES:
-        RECIPES.get(name)  # raises UnknownNameError listing the known recipes
+    if name not in registry:
+        registry.get(name)  # raises UnknownNameError listing the known ones
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     if arg_text is not None and arg_text.strip():
@@ -175,7 +178,7 @@ def _parse_step(spec: str, text: str) -> Recipe:
                 raise SpecError(spec, f"positional value {raw.strip()!r} after a keyword in {text.strip()!r}")
             else:
                 args.append(parse_value(raw))
-    return recipe_from_params(name, args, kwargs)
+    return recipe_from_params(name, args, kwargs, registry)
 
 
 def _split_top(spec: str, text: str, sep: str) -> list[str]:
