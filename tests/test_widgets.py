@@ -162,3 +162,18 @@ def test_ipywidgets_panel_over_the_model(panel_study, tmp_path):
     assert "base64," in panel.downloads.value
     device = DevicePanel()
     assert "fp32 GEMM" in device.table.value and "int8 engine" in device.table.value
+
+
+def test_a_cached_toggle_does_not_wait_for_a_running_trial(panel_study):
+    model = TradeoffModel(panel_study, background=True)
+    model.set(precision="int8-dynamic")
+    assert model.wait(120)
+    model.set(precision="qat", sparsity=0.6)  # a slow trial starts in the background
+    deadline = time.monotonic() + 30
+    while model.running is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.perf_counter()
+    model.set(precision="int8-dynamic", sparsity=0.0)  # measured before: shown at once
+    assert time.perf_counter() - started < 0.5
+    assert model.shown["pipeline"] == "int8-dynamic"
+    assert model.wait(300)

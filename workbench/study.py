@@ -121,6 +121,10 @@ class Study:
 
     def _rows_for(self, pipelines: list[Pipeline]) -> Iterator[dict[str, Any]]:
         """Rows of `pipelines` as they become known: memory, then the store, then the executor."""
+        if all(p.spec in self._rows for p in pipelines):  # known rows are served without waiting for the lock
+            for pipeline in dict.fromkeys(pipelines):     # (a panel's thread may be measuring meanwhile)
+                yield self._rows[pipeline.spec]
+            return
         with self._lock:
             yield from self._rows_for_locked(pipelines)
 
