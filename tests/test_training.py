@@ -98,3 +98,25 @@ def test_what_cannot_work_is_a_row_or_a_clear_error(cnn32_task):
         wb.TrainingStudy(build("digits-cnn32"), cnn32_task, batch_size=10**6)
     with pytest.raises(wb.DataError, match="steps"):
         wb.TrainingStudy(build("digits-cnn32"), cnn32_task, steps=0)
+
+
+@pytest.mark.slow
+def test_training_panel_toggles_recipes(cnn32_task):
+    from widgets import TrainingModel, TrainingPanel
+
+    torch.manual_seed(0)
+    study = wb.TrainingStudy(build("digits-cnn32"), cnn32_task, batch_size=64, steps=5, warmup_steps=1)
+    model = TrainingModel(study, background=False)
+    model.set(checkpoint=True)
+    assert model.shown["pipeline"] == "checkpoint(4)"
+    table = {r["quantity"]: r for r in model.comparison()}
+    assert float(table["peak memory (bytes)"]["change"][:-1]) < 0.8
+    model.set(grad_accum=2)
+    assert model.shown["pipeline"] == "checkpoint(4) + grad-accum(2)"
+    spec = model.chart().to_dict()
+    ringed = spec["layer"][2]
+    assert ringed["mark"]["type"] == "point" and ringed["transform"][0]["filter"]
+    panel = TrainingPanel(study, background=False)
+    panel.boxes["amp"].value = True
+    assert panel.model.shown["pipeline"] == "amp" and "amp" in panel.status.value
+    assert "peak memory" in panel.numbers.value

@@ -12,6 +12,7 @@ import ipywidgets as W
 import workbench as wb
 
 from .state import FUSIONS, PATTERNS, PRECISIONS, RUNTIMES, TradeoffModel
+from .training import TrainingModel
 
 HELP = {
     "precision": "How numbers are stored and computed. int8 is 4x smaller than fp32 and often faster on CPUs; "
@@ -139,3 +140,41 @@ class DevicePanel(W.VBox):
         table = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         self.table = W.HTML(f"<table class='wb-device'>{table}</table>")
         super().__init__([W.HTML("<h3>This machine</h3>"), self.table])
+
+
+class TrainingPanel(W.VBox):
+    """Toggle training recipes; see step time, memory, loss and accuracy next to the baseline's."""
+
+    def __init__(self, study: wb.TrainingStudy, *, background: bool = True):
+        import altair as alt
+
+        self.model = TrainingModel(study, background=background)
+        self.boxes = {name: W.Checkbox(description=name.replace("_", "-"), value=False)
+                      for name in ("checkpoint", "amp", "channels_last", "compile")}
+        self.grad_accum = W.IntSlider(value=1, min=1, max=8, description="grad-accum")
+        self.ddp = W.IntSlider(value=1, min=1, max=max(2, study.threads), description="ddp procs")
+        self.status, self.numbers = W.HTML(), W.HTML()
+        alt.JupyterChart.enable_offline()
+        self.chart = alt.JupyterChart(self.model.chart(), embed_options={"actions": False})
+        for name, box in self.boxes.items():
+            box.observe(lambda change, n=name: self.model.set(**{n: change["new"]}), names="value")
+        self.grad_accum.observe(lambda change: self.model.set(grad_accum=change["new"]), names="value")
+        self.ddp.observe(lambda change: self.model.set(ddp=change["new"]), names="value")
+        self.model.on_change(self.refresh)
+        super().__init__([W.HBox(list(self.boxes.values())), W.HBox([self.grad_accum, self.ddp]), self.status,
+                          W.HBox([self.numbers, self.chart])])
+        self.refresh()
+
+    def refresh(self) -> None:
+        m = self.model
+        if m.running:
+            self.status.value = f"<i>training <code>{html.escape(m.running)}</code>…</i>"
+        elif m.error:
+            self.status.value = f"<span style='color:#b00'>{html.escape(m.error)}</span>"
+        else:
+            self.status.value = f"showing <code>{html.escape(m.shown['pipeline'] if m.shown else '')}</code>"
+        rows = "".join(f"<tr><td>{r['quantity']}</td><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['current'])}</td>"
+                       f"<td>{_fmt(r['change'])}</td></tr>" for r in m.comparison())
+        self.numbers.value = ("<table class='wb-numbers'><tr><th></th><th>baseline</th><th>current</th>"
+                              f"<th>change</th></tr>{rows}</table>")
+        self.chart.chart = m.chart()

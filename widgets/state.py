@@ -81,21 +81,20 @@ def availability(framework: str) -> dict[str, dict[str, str]]:
     return out
 
 
-class TradeoffModel:
-    """A study + the panel state + what is shown. `set(...)` changes the state and shows the trial of the
+class TrialModel:
+    """What every panel shares: a study-like object (`trial`, `is_measured`, `results`), a state whose
+    `spec` names one pipeline, and what is shown. `set(...)` changes the state and shows the trial of the
     composed pipeline: at once when the study has measured it, else measured in a background thread while
     the page stays usable; a change made meanwhile supersedes it (its row is still kept for later)."""
 
-    def __init__(self, study: wb.Study, *, background: bool = True):
+    def __init__(self, study: Any, state: Any, *, background: bool = True):
         self.study = study
-        self.framework = study.baseline.framework
-        self.options = availability(self.framework)
-        self.state = PanelState()
+        self.state = state
         self.background = background
         self.shown: dict | None = None        # the row on display
         self.error: str | None = None         # why the current choice shows no row
         self.running: str | None = None       # the spec being measured now
-        self.superseded: list[str] = []       # specs whose measurement finished after a newer request
+        self.superseded: list[str] = []       # specs dropped or finished after a newer request
         self.pinned: list[str] = []
         self._listeners: list[Callable[[], None]] = []
         self._wanted: str | None = None
@@ -109,18 +108,22 @@ class TradeoffModel:
         self.study.trial("baseline")
         self.request()
 
+    def canonical(self, spec: str) -> str:
+        """The canonical spec of the state's pipeline (raises WorkbenchError for impossible ones)."""
+        return wb.Pipeline.parse(spec).spec
+
+    def check(self, changes: dict) -> None:
+        """Raise for a change the panel does not offer."""
+
     # -- the verbs the view calls ----------------------------------------------------------------
     def set(self, **changes: Any) -> None:
-        for control, value in changes.items():
-            reason = self.options.get(control, {}).get(value, "") if control in RECIPE_OF else ""
-            if reason:
-                raise wb.UnsupportedError("panel", reason)
+        self.check(changes)
         self.state = dataclasses.replace(self.state, **changes)
         self.request()
 
     def request(self) -> None:
         try:
-            spec = wb.Pipeline.parse(self.state.spec).spec
+            spec = self.canonical(self.state.spec)
         except wb.WorkbenchError as exc:
             self._wanted = self.state.spec
             self.error, self.shown = str(exc), None
@@ -136,7 +139,7 @@ class TradeoffModel:
             self.error = None
             self._idle.clear()
             if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._work, name="tradeoff-trials", daemon=True)
+                self._worker = threading.Thread(target=self._work, name="panel-trials", daemon=True)
                 self._worker.start()
         self._notify()
 
@@ -157,7 +160,6 @@ class TradeoffModel:
     def on_change(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
 
-    # -- what the view shows ---------------------------------------------------------------------
     @property
     def baseline(self) -> dict:
         """The baseline's row, or {} while it is still being measured (never blocks the page)."""
@@ -166,36 +168,20 @@ class TradeoffModel:
     def frame(self):
         return self.study.results().frame
 
-    def chart(self):
-        current = self.shown["pipeline"] if self.shown else None
-        return wb.charts.tradeoff(self.frame(), current=current, pinned=self.pinned)
-
-    def comparison(self) -> list[dict]:
-        """Rows for the numbers table: each quantity for the baseline and the current trial, with the change."""
+    def compare(self, quantities: tuple) -> list[dict]:
+        """Rows for a numbers table: each quantity for the baseline and the current trial, with the change."""
         base, cur = self.baseline, self.shown
         out = []
-        for key, label, better in (("metric", "accuracy", "higher"), ("fidelity", "fidelity", "higher"),
-                                   ("latency_ms_p50", "latency p50 (ms)", "lower"),
-                                   ("latency_ms_iqr", "latency IQR (ms)", "lower"),
-                                   ("size_bytes", "size (bytes)", "lower"), ("size_gzip_bytes", "gzip (bytes)", "lower"),
-                                   ("sparsity", "sparsity", None)):
+        for key, label, ratio in quantities:
             b, c = base.get(key), (cur or {}).get(key)
             change = None
             if isinstance(b, (int, float)) and isinstance(c, (int, float)) and b == b and c == c:
-                change = f"{c / b:.2f}x" if key.startswith(("latency", "size")) and b else f"{c - b:+.4f}"
-            out.append({"quantity": label, "baseline": b, "current": c, "change": change, "better": better})
+                change = f"{c / b:.2f}x" if ratio and b else f"{c - b:+.4f}"
+            out.append({"quantity": label, "baseline": b, "current": c, "change": change})
         return out
 
     def export_csv(self, path: str | Path) -> Path:
         self.study.results().save(path)
-        return Path(path)
-
-    def export_model(self, path: str | Path) -> Path:
-        if not self.shown or self.shown["status"] != "ok":
-            raise wb.WorkbenchError("no measured trial to export: choose a configuration that ran")
-        data = self.study.handle(self.shown["pipeline"]).serialize()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
         return Path(path)
 
     # -- internals -------------------------------------------------------------------------------
@@ -229,3 +215,39 @@ class TradeoffModel:
     def _notify(self) -> None:
         for callback in list(self._listeners):
             callback()
+
+
+class TradeoffModel(TrialModel):
+    """The inference trade-off: precision, sparsity, fusion and runtime of one model on its task."""
+
+    QUANTITIES = (("metric", "accuracy", False), ("fidelity", "fidelity", False),
+                  ("latency_ms_p50", "latency p50 (ms)", True), ("latency_ms_iqr", "latency IQR (ms)", True),
+                  ("size_bytes", "size (bytes)", True), ("size_gzip_bytes", "gzip (bytes)", True),
+                  ("sparsity", "sparsity", False))
+
+    def __init__(self, study: wb.Study, *, background: bool = True):
+        self.framework = study.baseline.framework
+        self.options = availability(self.framework)
+        super().__init__(study, PanelState(), background=background)
+
+    def check(self, changes: dict) -> None:
+        for control, value in changes.items():
+            reason = self.options.get(control, {}).get(value, "") if control in RECIPE_OF else ""
+            if reason:
+                raise wb.UnsupportedError("panel", reason)
+
+    # -- what the view shows ---------------------------------------------------------------------
+    def chart(self):
+        current = self.shown["pipeline"] if self.shown else None
+        return wb.charts.tradeoff(self.frame(), current=current, pinned=self.pinned)
+
+    def comparison(self) -> list[dict]:
+        return self.compare(self.QUANTITIES)
+
+    def export_model(self, path: str | Path) -> Path:
+        if not self.shown or self.shown["status"] != "ok":
+            raise wb.WorkbenchError("no measured trial to export: choose a configuration that ran")
+        data = self.study.handle(self.shown["pipeline"]).serialize()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+        return Path(path)

@@ -163,11 +163,13 @@ def roofline(frame: pd.DataFrame, device: Any):
                         subtitle="int8 and fp16 trials count their operations against the fp32 roof"), width=520)
 
 
-def training_tradeoff(frame: pd.DataFrame):
-    """Training trials: step time (x) × peak memory (y); colour = accuracy after the budget, tooltip = loss."""
+def training_tradeoff(frame: pd.DataFrame, *, current: str | None = None):
+    """Training trials: step time (x) × peak memory (y); colour = accuracy after the budget, tooltip = loss;
+    the current trial (a panel's) ringed."""
     alt = _alt()
     data = frame[(frame["status"] == "ok")].copy()
     data["peak_mem_mb"] = data["peak_mem_bytes"].astype(float) / 2**20
+    data["role"] = np.where(data["pipeline"] == current, "current", "trial")
     points = alt.Chart(data).mark_point(filled=True, size=160).encode(
         x=alt.X("latency_ms_p50:Q", title="optimizer step p50 (ms)", scale=alt.Scale(zero=False)),
         y=alt.Y("peak_mem_mb:Q", title="peak memory in a step (MiB)"),
@@ -177,7 +179,9 @@ def training_tradeoff(frame: pd.DataFrame):
                   "metric") if c in data])
     labels = alt.Chart(data).mark_text(dy=-12, fontSize=11).encode(x="latency_ms_p50:Q", y="peak_mem_mb:Q",
                                                                    text="pipeline:N")
-    return alt.layer(points, labels).properties(title="training: step time vs memory", width=520, height=320)
+    ring = alt.Chart(data).transform_filter(alt.datum.role == "current").mark_point(
+        size=700, filled=False, strokeWidth=2, color="#d62728").encode(x="latency_ms_p50:Q", y="peak_mem_mb:Q")
+    return alt.layer(points, labels, ring).properties(title="training: step time vs memory", width=520, height=320)
 
 
 def save(chart: Any, path: str | os.PathLike) -> Path:

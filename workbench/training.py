@@ -83,6 +83,25 @@ class TrainingStudy:
         rows = [self._rows[p.spec] for p in todo]
         return Results(pd.DataFrame(rows, columns=list(COLUMNS) + list(TRAIN_COLUMNS)))
 
+    def trial(self, pipeline: Any) -> dict:
+        """One training trial's row (the baseline is trained first: rows are relative to it)."""
+        pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(pipeline, TRAINING_RECIPES)
+        for p in ([Pipeline(())] if "baseline" not in self._rows else []) + [pipeline]:
+            if p.spec not in self._rows:
+                self._rows[p.spec] = self._trial(p)
+        return dict(self._rows[pipeline.spec])
+
+    def is_measured(self, pipeline: Any) -> bool:
+        pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(pipeline, TRAINING_RECIPES)
+        return pipeline.spec in self._rows
+
+    def results(self) -> Results:
+        """Every training trial so far, the baseline first."""
+        import pandas as pd
+
+        rows = sorted(self._rows.values(), key=lambda r: not r["is_baseline"])
+        return Results(pd.DataFrame(rows, columns=list(COLUMNS) + list(TRAIN_COLUMNS)))
+
     # -- one trial ---------------------------------------------------------------------------------
     def _trial(self, pipeline: Pipeline) -> dict:
         import torch

@@ -1,0 +1,47 @@
+"""The training panel: toggle training recipes and see step time, memory, loss and accuracy at once."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import workbench as wb
+
+from .state import TrialModel
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingState:
+    checkpoint: bool = False
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    grad_accum: int = 1    # 1: off
+    ddp: int = 1           # processes; 1: off
+
+    @property
+    def spec(self) -> str:
+        steps = [name for name, on in (("checkpoint", self.checkpoint), ("amp", self.amp),
+                                       ("channels-last", self.channels_last), ("compile", self.compile)) if on]
+        if self.grad_accum > 1:
+            steps.append(f"grad-accum({self.grad_accum})")
+        if self.ddp > 1:
+            steps.append(f"ddp({self.ddp})")
+        return " + ".join(steps) or "baseline"
+
+
+class TrainingModel(TrialModel):
+    QUANTITIES = (("latency_ms_p50", "step p50 (ms)", True), ("latency_ms_iqr", "step IQR (ms)", True),
+                  ("throughput", "samples / s", True), ("peak_mem_bytes", "peak memory (bytes)", True),
+                  ("train_loss", "training loss", False), ("metric", "accuracy", False))
+
+    def __init__(self, study: wb.TrainingStudy, *, background: bool = True):
+        super().__init__(study, TrainingState(), background=background)
+
+    def canonical(self, spec: str) -> str:
+        return wb.Pipeline.parse(spec, wb.recipes.TRAINING_RECIPES).spec
+
+    def chart(self):
+        return wb.charts.training_tradeoff(self.frame(), current=self.shown["pipeline"] if self.shown else None)
+
+    def comparison(self) -> list[dict]:
+        return self.compare(self.QUANTITIES)
