@@ -35,6 +35,8 @@ def model(panel_study):
     ({"fusion": "torchscript", "precision": "int8-static"}, "int8-static + torchscript"),
     ({"fusion": "fuse", "precision": "int8-static", "sparsity": 0.5}, "prune(0.5) + fuse + int8-static"),
     ({"fusion": "compile"}, "compile"),
+    ({"runtime": "onnxruntime"}, "to-onnx"),
+    ({"runtime": "onnxruntime", "precision": "int8-static", "sparsity": 0.5}, "prune(0.5) + to-onnx + ort-int8-static"),
 ])
 def test_controls_compose_the_pipeline(changes, spec):
     assert PanelState(**changes).spec == spec

@@ -52,6 +52,9 @@ class PanelState:
             steps.append(f"prune({sparsity}{'' if self.pattern == 'unstructured' else f', pattern={self.pattern}'})")
         fusion, precision, runtime = (RECIPE_OF["fusion"][self.fusion], RECIPE_OF["precision"][self.precision],
                                       RECIPE_OF["runtime"][self.runtime])
+        if runtime == "to-onnx" and precision in ("int8-dynamic", "int8-static"):
+            # on ONNX Runtime, int8 is ONNX Runtime's own quantization of the exported graph
+            return " + ".join(steps + ([fusion] if fusion == "fuse" else []) + [runtime, f"ort-{precision}"])
         if fusion == "fuse":
             steps.append(fusion)
         if precision:

@@ -10,6 +10,7 @@ from ..registry import Registry
 #: framework name -> (module path, extra that installs the framework, the module that proves it is there)
 BACKENDS: Registry[tuple[str, str, str]] = Registry("backend")
 BACKENDS.register("torch", ("workbench.backends.torch", "torch", "torch"))
+BACKENDS.register("onnx", ("workbench.backends.onnx", "onnx", "onnxruntime"))
 
 
 def load_backend(framework: str) -> ModuleType:

@@ -1,6 +1,6 @@
 """Recipes: frozen configs, registered by name, composed into pipelines."""
 
-from . import fusion, precision, quantization, sparsity, training  # noqa: F401  (registers the recipes)
+from . import export, fusion, precision, quantization, sparsity, training  # noqa: F401  (registers the recipes)
 from .base import RECIPES, TRAINING_RECIPES, ApplyContext, Recipe, register_handler, register_recipe
 from .fusion import ChannelsLast, Compile, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
 from .pipeline import BASELINE, Pipeline, as_pipeline, parse_pipelines

@@ -75,6 +75,26 @@ class TorchModel(ModelHandle):
         """The module before torch.compile wrapped it (what FLOP counting and state dicts see)."""
         return getattr(self.module, "_orig_mod", self.module)
 
+    def feed_arrays(self, batch: Any) -> Any:
+        """The batch as NumPy arrays, the way an exported graph takes it (float32)."""
+        if isinstance(batch, dict):
+            return {k: np.asarray(v) for k, v in batch.items()}
+        array = np.asarray(batch)
+        return array.astype(np.float32) if array.dtype == np.float64 else array
+
+    def export_example(self, context: Any = None) -> Any:
+        """Inputs to trace an export with: a few samples, so that the batch axis stays dynamic."""
+        task = getattr(context, "task", None)
+        batch = task.sample(4) if task is not None else np.concatenate([np.asarray(self.example_input)] * 4)
+        return self.to_input(batch)
+
+    def dynamic_shapes(self, args: tuple, kwargs: dict) -> Any:
+        """torch.export dynamic axes: the batch (axis 0) of every input."""
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        if kwargs:
+            return {k: {0: batch} for k in kwargs}
+        return tuple({0: batch} for _ in args)
+
     def to_device(self, device: str) -> TorchModel:
         """A copy of this model on `device` ("cpu", "cuda", "cuda:1")."""
         if device.startswith("cuda") and not torch.cuda.is_available():

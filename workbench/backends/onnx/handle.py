@@ -1,0 +1,88 @@
+"""The ONNX Runtime model handle: ONNX bytes + one InferenceSession per thread count."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ...model import ModelHandle, WeightStats
+
+LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+          "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+class OrtModel(ModelHandle):
+    """`model` (ONNX bytes) run by ONNX Runtime on the CPU; `source` is the handle it was exported from
+    (it prepares inputs and counts FLOPs: ONNX Runtime's kernels are opaque to torch's counter)."""
+
+    framework = "onnx"
+    runtime = "onnxruntime"
+
+    def __init__(self, model: bytes, source: ModelHandle, *, level: str = "all", precision: str = "fp32",
+                 lineage: tuple[str, ...] = (), notes: tuple[str, ...] = (), fused: bool = True):
+        self.model, self.source, self.level = model, source, level
+        self.precision, self.lineage, self.notes, self.fused = precision, lineage, notes, fused
+        self.example_input = source.example_input
+        self.engine = f"onnxruntime {ort.__version__} (CPU, graph level {level})"
+        self._threads: int | None = None
+        self._sessions: dict[int | None, ort.InferenceSession] = {}
+
+    def _session(self) -> ort.InferenceSession:
+        if self._threads not in self._sessions:
+            options = ort.SessionOptions()
+            options.graph_optimization_level = LEVELS[self.level]
+            if self._threads:
+                options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self._sessions[self._threads] = ort.InferenceSession(self.model, options,
+                                                                 providers=["CPUExecutionProvider"])
+        return self._sessions[self._threads]
+
+    def feed(self, batch: Any) -> dict[str, np.ndarray]:
+        arrays = self.source.feed_arrays(batch)
+        names = [i.name for i in self._session().get_inputs()]
+        if isinstance(arrays, dict):
+            return {k: v for k, v in arrays.items() if k in names}
+        arrays = arrays if isinstance(arrays, tuple) else (arrays,)
+        return dict(zip(names, arrays))
+
+    def predict(self, batch: Any) -> np.ndarray:
+        return np.asarray(self._session().run(None, self.feed(batch))[0], dtype=np.float32)
+
+    def runner(self, batch: Any) -> Callable[[], object]:
+        session, feed = self._session(), self.feed(batch)
+        return lambda: session.run(None, feed)
+
+    @contextlib.contextmanager
+    def session(self, threads: int | None = None) -> Iterator[None]:
+        previous, self._threads = self._threads, threads
+        try:
+            yield
+        finally:
+            self._threads = previous
+
+    def serialize(self) -> bytes:
+        return self.model
+
+    def weight_stats(self) -> WeightStats:
+        import onnx
+        from onnx import numpy_helper
+
+        params = nonzero = prunable = prunable_nonzero = 0
+        for init in onnx.load_from_string(self.model).graph.initializer:
+            array = numpy_helper.to_array(init)
+            if array.size <= 1 or not (np.issubdtype(array.dtype, np.floating) or array.dtype in (np.int8, np.uint8)):
+                continue  # scales, zero points, shapes
+            n, nz = int(array.size), int(np.count_nonzero(array))
+            params, nonzero = params + n, nonzero + nz
+            if array.ndim >= 2:
+                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
+        return WeightStats(params, nonzero, prunable, prunable_nonzero)
+
+    def flops(self, batch: Any) -> int | None:
+        return self.source.flops(batch)

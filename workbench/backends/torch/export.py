@@ -1,0 +1,47 @@
+"""torch → ONNX export (the dynamo exporter, dynamic batch axis), run in ONNX Runtime."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import warnings
+
+import torch
+
+from ..._optional import require
+from ...errors import UnsupportedError
+from ...recipes import ApplyContext, register_handler
+from ...recipes.export import ToOnnx
+from .handle import TorchModel
+
+
+@register_handler(ToOnnx, "torch")
+def to_onnx(recipe: ToOnnx, handle: TorchModel, context: ApplyContext):
+    require("onnxruntime", "onnx", "the to-onnx recipe")
+    from ..onnx import OrtModel
+
+    spec = recipe.to_spec()
+    if handle.runtime != "eager" or handle.device != "cpu":
+        raise UnsupportedError(spec, "it exports an eager CPU model")
+    example = handle.export_example(context)
+    args, kwargs = (example, {}) if not isinstance(example, dict) else ((), example)
+    args = args if isinstance(args, tuple) else (args,)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    try:
+        exporter_log.setLevel(logging.ERROR)  # it logs every torchvision op it skips
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(handle.module, args, kwargs=kwargs or None, dynamo=True,
+                                        dynamic_shapes=handle.dynamic_shapes(args, kwargs),
+                                        opset_version=recipe.opset)
+        model = program.model_proto.SerializeToString()
+    except Exception as exc:
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0][:300]
+        raise UnsupportedError(spec, f"the ONNX export failed ({type(exc).__name__}: {first})") from None
+    finally:
+        exporter_log.setLevel(level)
+    return OrtModel(model, handle, level=recipe.level, precision=handle.precision,
+                    lineage=handle.lineage + (spec,), notes=handle.notes)
