@@ -32,7 +32,7 @@ def test_public_api_is_pinned():
     "TrainingStudy",
         "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError",
         "__version__", "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
-        "wrap", "zoo",
+        "text", "wrap", "zoo",
     ])
     for name in wb.__all__:
         assert hasattr(wb, name), name

@@ -8,7 +8,7 @@
 `import workbench` imports no deep-learning framework and no UI: backends load when a model needs them.
 """
 
-from . import charts, errors, recipes, tasks, zoo
+from . import charts, errors, recipes, tasks, text, zoo
 from .errors import (
     DataError, IncompatibleRecipesError, MissingDependencyError, ModelError, ParameterError, SpecError,
     UnknownNameError, UnsafeModelError, UnsupportedError, WorkbenchError,
@@ -32,5 +32,6 @@ __all__ = [
     "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
     "TrainingStudy",
     "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
-    "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks", "wrap", "zoo",
+    "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
+    "text", "wrap", "zoo",
 ]

@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--recipes", required=True,
                      help='pipelines separated by ";", e.g. "int8-dynamic; prune(0.5); fold-bn + int8-dynamic"')
     run.add_argument("--split", default="val", choices=("val", "test"), help="evaluation split")
+    run.add_argument("--task", default=None,
+                     help="evaluation data instead of the model's own: sts:PATH (STS-format pairs, Spearman) "
+                          "for text models")
     run.add_argument("--batch-size", type=int, default=32, help="batch that latency is timed at")
     run.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores available)")
     run.add_argument("--min-time", type=float, default=0.5, help="minimum seconds of timing per trial")
@@ -65,8 +68,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pipelines = parse_pipelines(args.recipes)  # a bad spec fails before the model is trained or loaded
     if args.out:
         check_writable(args.out)
+    task = _task(args.task) if args.task else None  # a bad path or file fails before the model loads
     executor = _executor(args)
-    model, task = zoo.load(args.model, split=args.split)
+    model, own_task = zoo.load(args.model, split=args.split)
+    task = task or own_task
     study = Study(model, task, batch_size=args.batch_size, threads=args.threads,
                   timing=TimingConfig(min_time_s=args.min_time), store=args.store, executor=executor)
     print(f"{args.model} on {task.describe()}; batch {study.batch_size}, {study.threads} thread(s); "
@@ -83,6 +88,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         results.save(args.out)
         print(f"wrote {len(results)} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def _task(spec: str):
+    from .errors import DataError
+    from .text import STS
+
+    kind, _, path = spec.partition(":")
+    if kind != "sts" or not path:
+        raise DataError(f"unknown --task {spec!r}: use sts:PATH (a tab-separated STS file)")
+    return STS(path)
 
 
 def _executor(args: argparse.Namespace):

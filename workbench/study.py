@@ -31,7 +31,6 @@ from .results import COLUMNS, Results
 from .store import ResultsStore
 from .tasks import Task
 
-EVAL_BATCH = 256  # batch used to compute outputs for the metric (not the timed batch)
 
 
 class _TrialFailure(Exception):
@@ -69,6 +68,7 @@ class Study:
         self.batch_size = batch_size
         self.timing = timing or TimingConfig()
         self.measure_memory, self.measure_flops, self.seed = measure_memory, measure_flops, seed
+        self.eval_batch = task.eval_batch_size or batch_size
         self.baseline: ModelHandle = wrap(model, task.sample(1) if example_input is None else example_input)
         if target != "cpu":
             if not hasattr(self.baseline, "to_device"):
@@ -231,7 +231,7 @@ class Study:
 
     def _outputs(self, handle: ModelHandle) -> np.ndarray:
         with handle.session(self.threads):
-            return np.concatenate([handle.predict(b) for b in self.task.batches(EVAL_BATCH)])
+            return self.task.restore(np.concatenate([handle.predict(b) for b in self.task.batches(self.eval_batch)]))
 
     def _check_baseline(self) -> np.ndarray:
         what = f"the baseline model ({type(getattr(self.baseline, 'module', self.baseline)).__name__})"
@@ -278,6 +278,8 @@ class Study:
             if tb:
                 notes.append(f"raised at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno}")
         finally:
+            if row["notes"]:
+                notes.insert(0, row["notes"])
             row["notes"] = "; ".join(dict.fromkeys(notes)) or None
             row["duration_s"] = round(time.perf_counter() - started, 3)
         return row
@@ -310,6 +312,9 @@ class Study:
 
     def _fill_latency(self, row: dict, handle: ModelHandle) -> None:
         batch = self.task.sample(self.batch_size)
+        source = getattr(handle, "source", handle)
+        if hasattr(source, "batch_note"):  # text: say which sequence length the timing is for
+            row["notes"] = source.batch_note(batch)
 
         def timed():
             with handle.session(self.threads):

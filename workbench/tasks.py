@@ -70,6 +70,9 @@ class Task:
     metric_name: str | None = None
     higher_is_better = True
     fidelity_name = "cosine"
+    #: batch for computing the outputs that are scored (None: the study's timed batch, as for text, where
+    #: the batch decides the padding)
+    eval_batch_size: int | None = 256
 
     def __init__(self, inputs: Any, *, train: Any = None, name: str = "task"):
         self.name = name
@@ -90,6 +93,10 @@ class Task:
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, len(self.inputs), batch_size):
             yield self.inputs[start:start + batch_size]
+
+    def restore(self, outputs: np.ndarray) -> np.ndarray:
+        """Outputs of `batches()` back in the order of `inputs` (tasks that batch by length reorder them)."""
+        return outputs
 
     def calibration(self, n: int) -> np.ndarray:
         """Up to `n` inputs for calibration, from the training data when there is some."""

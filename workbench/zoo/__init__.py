@@ -40,3 +40,14 @@ def _digits(name: str) -> Callable[..., Any]:
 
 for _name in ("digits-cnn", "digits-mlp", "digits-cnn32"):
     register(_name, _digits(_name))
+
+
+def _minilm(split: str = "val"):
+    """all-MiniLM-L6-v2 (real pretrained weights, shipped in a package) with the built-in sentences."""
+    from ..backends.torch.text import load_minilm
+    from ..text import EmbeddingFidelity
+
+    return load_minilm(), EmbeddingFidelity()
+
+
+register("minilm-l6", _minilm)

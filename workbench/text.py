@@ -1,0 +1,164 @@
+"""Text tasks: embedding fidelity on built-in sentences, and STS (Spearman of cosine similarity against gold
+scores) read from an STS-format file the user gives. Both can batch by length (sort, pad per batch)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+from .tasks import TASKS, Task
+
+#: sentences written for this project: short and long, plain and technical, a few near-duplicates
+BUILTIN_SENTENCES = (
+    "The quantized model is four times smaller than the original.",
+    "A smaller model is not always a faster one.",
+    "Pruning half of the weights left the accuracy unchanged.",
+    "Removing half of the weights did not change the accuracy.",
+    "The cat sat on the warm windowsill all afternoon.",
+    "A cat was sleeping in the sun by the window.",
+    "Latency is measured after a warm-up, with the median and its spread reported.",
+    "We report the median latency and the interquartile range over many calls.",
+    "The train leaves at seven tomorrow morning.",
+    "Tomorrow's first train departs at 7 a.m.",
+    "Graph fusion merges a convolution, its batch normalization and the activation into one kernel.",
+    "Mixed precision keeps the weights in fp32 and computes matrix products in bfloat16.",
+    "She bought fresh bread and cheese at the market.",
+    "He forgot his umbrella and got soaked on the way home.",
+    "The report was rendered to HTML and opened without an internet connection.",
+    "Stock prices fell sharply after the announcement.",
+    "A dog is running across a grassy field.",
+    "The dog chased a ball through the park.",
+    "int8",
+    "Why does the emulated fp16 path run slower than fp32 on this processor?",
+    "Deploying to a phone means the model must fit in a few megabytes and run on a small CPU.",
+    "Sparse tensor cores skip two of every four weights in hardware.",
+    "The committee postponed the vote until next week because several members were travelling "
+    "and the remaining ones could not agree on the wording of the final paragraph.",
+    "Rain is expected in the north later today.",
+    "Weather: showers in northern regions this evening.",
+    "A man is playing a guitar on stage.",
+    "Someone performs music with a guitar in front of an audience.",
+    "The recipe needs two eggs, flour, sugar and a pinch of salt.",
+    "Children were building a sandcastle on the beach.",
+    "Quantization-aware training simulates int8 rounding while fine-tuning.",
+    "The museum opens at nine and closes at five on weekdays.",
+    "Compile time is reported apart from the steady-state latency.",
+)
+
+
+def _strings(values: Any, what: str) -> np.ndarray:
+    if isinstance(values, (str, bytes)):
+        raise DataError(f"{what} must be a list of sentences, not a single string")
+    items = list(values)
+    if not items:
+        raise DataError(f"{what} is empty: a text task needs at least one sentence")
+    bad = [i for i, v in enumerate(items) if not isinstance(v, str)]
+    if bad:
+        raise DataError(f"{what}: item {bad[0]} is a {type(items[bad[0]]).__name__}, not a string")
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+class TextTask(Task):
+    """Sentences in; `sort_by_length` batches sentences of similar length together (less padding)."""
+
+    eval_batch_size = None  # outputs are computed at the study's batch size: the batch decides the padding
+
+    def __init__(self, sentences: Any, *, name: str, sort_by_length: bool = True):
+        super().__init__(_strings(sentences, "sentences"), name=name)
+        self.sort_by_length = sort_by_length
+        self.order = np.argsort([len(s) for s in self.inputs], kind="stable") if sort_by_length else None
+
+    def batches(self, batch_size: int):
+        inputs = self.inputs if self.order is None else self.inputs[self.order]
+        for start in range(0, len(inputs), batch_size):
+            yield inputs[start:start + batch_size]
+
+    def restore(self, outputs: np.ndarray) -> np.ndarray:
+        if self.order is None:
+            return outputs
+        restored = np.empty_like(outputs)
+        restored[self.order] = outputs
+        return restored
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256(type(self).__name__.encode())
+        for s in self.inputs:
+            h.update(s.encode("utf-8", "surrogatepass") + b"\0")
+        h.update(str(getattr(self, "gold", "")).encode())
+        return h.hexdigest()[:16]
+
+
+class EmbeddingFidelity(TextTask):
+    """No labels: how close each variant's sentence embeddings stay to the baseline's (cosine)."""
+
+    def __init__(self, sentences: Any = BUILTIN_SENTENCES, *, sort_by_length: bool = True):
+        super().__init__(sentences, name="embedding-fidelity", sort_by_length=sort_by_length)
+
+
+class STS(TextTask):
+    """Semantic textual similarity: Spearman correlation of cosine(embedding 1, embedding 2) with gold scores.
+
+    Reads STS-benchmark files: tab-separated genre, file, year, id, score, sentence1, sentence2 (more fields
+    after them are ignored). Malformed lines and non-UTF-8 bytes raise DataError naming the line."""
+
+    metric_name = "spearman"
+
+    def __init__(self, path: str | os.PathLike, *, sort_by_length: bool = True, limit: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"no STS file at {str(self.path)!r}")
+        pairs, gold = [], []
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{self.path.name} line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                                    f"column {exc.start + 1}); save the file as UTF-8") from None
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
+                if len(fields) < 7:
+                    raise DataError(f"{self.path.name} line {number}: {len(fields)} tab-separated fields, expected "
+                                    "7 (genre, file, year, id, score, sentence1, sentence2)")
+                try:
+                    score = float(fields[4])
+                except ValueError:
+                    raise DataError(f"{self.path.name} line {number}: score {fields[4]!r} is not a number") from None
+                if not 0.0 <= score <= 5.0:
+                    raise DataError(f"{self.path.name} line {number}: score {score} is outside [0, 5]")
+                if not fields[5].strip() or not fields[6].strip():
+                    raise DataError(f"{self.path.name} line {number}: an empty sentence")
+                pairs.append((fields[5], fields[6]))
+                gold.append(score)
+                if limit and len(pairs) >= limit:
+                    break
+        if not pairs:
+            raise DataError(f"{self.path.name} holds no sentence pairs")
+        sentences = list(dict.fromkeys(s for pair in pairs for s in pair))
+        index = {s: i for i, s in enumerate(sentences)}
+        self.pairs = np.array([(index[a], index[b]) for a, b in pairs])
+        self.gold = np.array(gold)
+        super().__init__(sentences, name=f"sts:{self.path.name}", sort_by_length=sort_by_length)
+
+    def score(self, outputs: np.ndarray) -> float:
+        from scipy.stats import spearmanr
+
+        a, b = outputs[self.pairs[:, 0]], outputs[self.pairs[:, 1]]
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+        return float(spearmanr(cos, self.gold).statistic)
+
+    def describe(self) -> str:
+        return f"{self.name}: {len(self.pairs)} pairs, {len(self)} sentences, metric Spearman"
+
+
+TASKS.register("embedding-fidelity", EmbeddingFidelity)
+TASKS.register("sts", STS)
