@@ -32,6 +32,24 @@ def _fmt(value) -> str:
     return f"{value:,}" if isinstance(value, int) else html.escape(str(value))
 
 
+def _status_html(model, verb: str) -> str:
+    """What the panel is doing: measuring (which spec), an error in place, or which trial it shows."""
+    if model.running:
+        return f"<i>{verb} <code>{html.escape(model.running)}</code>…</i>"
+    if model.error:
+        return (f"<span style='color:#b00'><b>{html.escape(model.state.spec)}</b>: "
+                f"{html.escape(model.error)}</span>")
+    return f"showing <code>{html.escape(model.shown['pipeline'] if model.shown else '')}</code>"
+
+
+def _numbers_html(model) -> str:
+    """The current trial's numbers next to the baseline's, with the change."""
+    rows = "".join(f"<tr><td>{r['quantity']}</td><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['current'])}</td>"
+                   f"<td>{_fmt(r['change'])}</td></tr>" for r in model.comparison())
+    return ("<table class='wb-numbers'><tr><th></th><th>baseline</th><th>current</th>"
+            f"<th>change</th></tr>{rows}</table>")
+
+
 class TradeoffPanel(W.VBox):
     """Toggle precision, sparsity, fusion and runtime; see the trial next to the baseline and on the chart."""
 
@@ -104,17 +122,8 @@ class TradeoffPanel(W.VBox):
 
     def refresh(self) -> None:
         m = self.model
-        if m.running:
-            self.status.value = f"<i>measuring <code>{html.escape(m.running)}</code>…</i>"
-        elif m.error:
-            self.status.value = (f"<span style='color:#b00'><b>{html.escape(m.state.spec)}</b>: "
-                                 f"{html.escape(m.error)}</span>")
-        else:
-            self.status.value = f"showing <code>{html.escape(m.shown['pipeline'] if m.shown else '')}</code>"
-        rows = "".join(f"<tr><td>{r['quantity']}</td><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['current'])}</td>"
-                       f"<td>{_fmt(r['change'])}</td></tr>" for r in m.comparison())
-        self.numbers.value = ("<table class='wb-numbers'><tr><th></th><th>baseline</th><th>current</th>"
-                              f"<th>change</th></tr>{rows}</table>")
+        self.status.value = _status_html(m, "measuring")
+        self.numbers.value = _numbers_html(m)
         self.pins.value = ("pinned: " + ", ".join(f"<code>{html.escape(p)}</code>" for p in m.pinned)) if m.pinned else ""
         chart = m.chart()
         if hasattr(self.chart, "chart"):
@@ -166,15 +175,6 @@ class TrainingPanel(W.VBox):
         self.refresh()
 
     def refresh(self) -> None:
-        m = self.model
-        if m.running:
-            self.status.value = f"<i>training <code>{html.escape(m.running)}</code>…</i>"
-        elif m.error:
-            self.status.value = f"<span style='color:#b00'>{html.escape(m.error)}</span>"
-        else:
-            self.status.value = f"showing <code>{html.escape(m.shown['pipeline'] if m.shown else '')}</code>"
-        rows = "".join(f"<tr><td>{r['quantity']}</td><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['current'])}</td>"
-                       f"<td>{_fmt(r['change'])}</td></tr>" for r in m.comparison())
-        self.numbers.value = ("<table class='wb-numbers'><tr><th></th><th>baseline</th><th>current</th>"
-                              f"<th>change</th></tr>{rows}</table>")
-        self.chart.chart = m.chart()
+        self.status.value = _status_html(self.model, "training")
+        self.numbers.value = _numbers_html(self.model)
+        self.chart.chart = self.model.chart()
