@@ -41,6 +41,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    rep = sub.add_parser("report", help="run the papermill report template and render standalone HTML")
+    rep.add_argument("--model", default="digits-cnn", help="zoo model name")
+    rep.add_argument("--recipes", required=True, help='pipelines separated by ";"')
+    rep.add_argument("--task", default=None, help="sts:PATH for text models")
+    rep.add_argument("--split", default="val", choices=("val", "test"))
+    rep.add_argument("--batch-size", type=int, default=32)
+    rep.add_argument("--threads", type=int, default=0, help="0: all available cores")
+    rep.add_argument("--min-time", type=float, default=0.3)
+    rep.add_argument("--store", default=None, help="SQLite results store")
+    rep.add_argument("--out", required=True, help="the HTML file to write")
+
     app = sub.add_parser("app", help="serve the dashboard (Voila) on 127.0.0.1")
     app.add_argument("--port", type=int, default=8866, help="port to serve on (0: any free port)")
     app.add_argument("--model", default="digits-cnn", help="zoo model shown first")
@@ -110,6 +121,34 @@ def _executor(args: argparse.Namespace):
     return InlineExecutor()
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import zoo
+    from .errors import DataError
+    from .profiling.timing import TimingConfig
+    from .recipes import parse_pipelines
+    from .report import render
+
+    # parameters are checked here, before a kernel starts: a mistake is one line, not a broken report
+    parse_pipelines(args.recipes)
+    zoo.ZOO.get(args.model)
+    if args.task:
+        _task(args.task)
+    if args.batch_size < 1 or args.threads < 0:
+        raise DataError(f"--batch-size must be >= 1 and --threads >= 0, got {args.batch_size} and {args.threads}")
+    TimingConfig(min_time_s=args.min_time)
+    if not args.out.lower().endswith((".html", ".htm")):
+        raise DataError(f"--out must name an .html file, got {args.out!r}")
+    from pathlib import Path
+
+    from .store import check_writable
+
+    check_writable(Path(args.out).with_suffix(".csv"))
+    params = {"model": args.model, "recipes": args.recipes, "task": args.task, "split": args.split,
+              "batch_size": args.batch_size, "threads": args.threads, "min_time": args.min_time, "store": args.store}
+    print(f"wrote {render(params, args.out)}")
+    return 0
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     from .app import serve
 
@@ -135,8 +174,8 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"device": _cmd_device, "run": _cmd_run, "app": _cmd_app, "models": _cmd_models,
-               "recipes": _cmd_recipes}[args.command]
+    handler = {"device": _cmd_device, "run": _cmd_run, "report": _cmd_report, "app": _cmd_app,
+               "models": _cmd_models, "recipes": _cmd_recipes}[args.command]
     try:
         return handler(args)
     except WorkbenchError as exc:

@@ -1,0 +1,68 @@
+"""Papermill reports, for real: two parameter sets give two different, correct standalone HTML reports;
+a failing cell still leaves a report that says where and why."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import workbench as wb
+from workbench.report import render
+
+pytestmark = pytest.mark.slow
+
+
+def _report(tmp_path, *args):
+    out = tmp_path / "report.html"
+    proc = subprocess.run([sys.executable, "-m", "workbench", "report", *args, "--min-time", "0.05", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    return proc, out
+
+
+def _images(text):
+    return re.findall(r'<img[^>]+src="data:image/svg\+xml;base64,', text)
+
+
+def test_two_parameter_sets_give_two_correct_reports(tmp_path):
+    cnn, cnn_out = _report(tmp_path / "a", "--model", "digits-cnn", "--recipes", "int8-static; prune(0.5)")
+    mlp, mlp_out = _report(tmp_path / "b", "--model", "digits-mlp", "--recipes", "int8-dynamic; fold-bn")
+    assert cnn.returncode == 0, cnn.stderr
+    assert mlp.returncode == 0, mlp.stderr
+    a, b = cnn_out.read_text(), mlp_out.read_text()
+    assert "Efficiency report: <code>digits-cnn</code>" in a and "digits-mlp" in b and "digits-mlp" not in a
+    assert "int8-static" in a and "prune(0.5)" in a and "int8-dynamic" in b
+    for text in (a, b):
+        assert len(_images(text)) >= 3                       # trade-off, latency, size: embedded SVG
+        assert not re.search(r'<script[^>]+src="https?://', text)  # nothing to fetch to see it
+        assert "Conditions of measurement" in text and "Recommendations" in text and "The machine" in text
+    # the MLP has no BatchNorm: fold-bn is a row that says so, and the report still renders
+    assert "unsupported" in b and "no BatchNorm" in b
+
+
+def test_a_failing_cell_leaves_a_report_that_says_where_and_why(tmp_path):
+    out = tmp_path / "broken.html"
+    with pytest.raises(wb.WorkbenchError, match="cell"):
+        render({"model": "resnet-9000", "recipes": "int8-dynamic", "min_time": 0.05}, out)
+    text = out.read_text()
+    assert "This report is incomplete" in text and "UnknownNameError" in text and "resnet-9000" in text
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--model", "nope", "--recipes", "fold-bn"], "known zoo models"),
+    (["--recipes", "prune(7)"], "[0.0, 1.0)"),
+    (["--recipes", "fold-bn", "--batch-size", "0"], "--batch-size"),
+    (["--recipes", "fold-bn", "--task", "csv:data.csv"], "sts:PATH"),
+])
+def test_bad_report_parameters_exit_2(tmp_path, args, fragment):
+    proc = subprocess.run([sys.executable, "-m", "workbench", "report", *args, "--out", str(tmp_path / "r.html")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_output_must_be_html(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "workbench", "report", "--recipes", "fold-bn", "--out",
+                           str(tmp_path / "r.pdf")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and ".html" in proc.stderr

@@ -1,0 +1,55 @@
+"""`workbench report`: run notebooks/report.ipynb with papermill and render a standalone HTML report
+(charts embedded as SVG: it opens offline). A failing cell still leaves a report that says where and why."""
+
+from __future__ import annotations
+
+import html
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ._optional import require
+from .errors import WorkbenchError
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "notebooks" / "report.ipynb"
+PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }} td, th {{ border: 1px solid #ccc; padding: 2px 6px; }}
+pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; }} .wb-error {{ border: 2px solid #b00;
+padding: 0.6em 1em; background: #fff4f4; }}</style></head>
+<body>{error}{body}</body></html>"""
+
+
+def render(parameters: dict[str, Any], out: str | Path) -> Path:
+    """Execute the template with `parameters` and write HTML to `out`. Raises WorkbenchError after writing
+    the report when a cell failed (the report shows the failing cell and its error)."""
+    papermill = require("papermill", "report", "reports")
+    nbconvert = require("nbconvert", "report", "reports")
+    import nbformat
+
+    if not TEMPLATE.is_file():
+        raise WorkbenchError(f"the report template is not at {TEMPLATE}: run from a checkout of the repository")
+    out = Path(out)
+    failure = None
+    with tempfile.TemporaryDirectory(prefix="wb-report-") as tmp:
+        executed = Path(tmp) / "report.ipynb"
+        try:
+            papermill.execute_notebook(str(TEMPLATE), str(executed), parameters=parameters, progress_bar=False,
+                                       cwd=str(Path.cwd()), kernel_name="python3")
+        except papermill.PapermillExecutionError as exc:
+            failure = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        notebook = nbformat.read(str(executed), as_version=4)
+    exporter = nbconvert.HTMLExporter(template_name="basic", exclude_input=True, exclude_input_prompt=True,
+                                      exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    error = (f"<div class='wb-error'><b>This report is incomplete.</b> {html.escape(failure)}</div>"
+             if failure else "")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(PAGE.format(title=html.escape(f"Efficiency report: {parameters.get('model', '')}"),
+                               error=error, body=body), encoding="utf-8")
+    if failure:
+        print(f"report written to {out}, but a cell failed: {failure}", file=sys.stderr)
+        raise WorkbenchError(f"the report ran into an error in {failure}; {out} shows where")
+    return out
