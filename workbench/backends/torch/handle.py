@@ -179,20 +179,30 @@ class TorchModel(ModelHandle):
             base = torch.cuda.memory_allocated()
             self.predict(batch)
             return int(torch.cuda.max_memory_allocated() - base)
-        from torch.profiler import ProfilerActivity, profile
-
         x = self.to_input(batch)
-        with self.session(), quiet_native_stderr(), torch.inference_mode(), \
-                profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            self._call(x)
-        live = peak = 0
-        for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-            live += event.self_cpu_memory_usage
-            peak = max(peak, live)
-        return int(peak)
+
+        def forward() -> None:
+            with torch.inference_mode():
+                self._call(x)
+
+        with self.session():
+            return profiled_peak_bytes(forward)
 
     def evolve(self, **changes: Any) -> TorchModel:
         return super().evolve(**changes)  # type: ignore[return-value]
+
+
+def profiled_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak of live CPU allocations while `fn` runs, from torch.profiler's memory events (in time order)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return int(peak)
 
 
 def to_numpy(out: Any) -> np.ndarray:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ...errors import UnsupportedError
 from ...recipes.training import Amp, Checkpoint, Ddp, GradAccum, TrainChannelsLast, TrainCompile
-from .handle import quiet_native_stderr
+from .handle import profiled_peak_bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,15 +127,7 @@ class _Trainer:
             base = torch.cuda.memory_allocated()
             self.step(x, y)
             return int(torch.cuda.max_memory_allocated() - base)
-        from torch.profiler import ProfilerActivity, profile
-
-        with quiet_native_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            self.step(x, y)
-        live = peak = 0
-        for event in sorted(prof.events(), key=lambda e: e.time_range.start):
-            live += event.self_cpu_memory_usage
-            peak = max(peak, live)
-        return int(peak)
+        return profiled_peak_bytes(lambda: self.step(x, y))
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         self.model.eval()
