@@ -213,8 +213,7 @@ class Study:
         row.update(
             trial_id=self._trial_id(pipeline), pipeline=pipeline.spec, framework=self.baseline.framework,
             status="ok", error=None, metric_name=self.task.metric_name, batch_size=self.batch_size,
-            threads=self.threads, isa=" ".join(self.device.isa), device=self.device.label,
-            device_fingerprint=self.device.fingerprint, versions=json.dumps(self.device.versions, sort_keys=True),
+            threads=self.threads, **self.device.row_fields(),
             is_baseline=pipeline.is_baseline, pareto=False,
             created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )

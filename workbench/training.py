@@ -168,8 +168,7 @@ class TrainingStudy:
         row.update(trial_id=key, pipeline=pipeline.spec, framework=self.handle.framework, status="ok",
                    metric_name="accuracy", sparsity=stats.sparsity, fused=False, batch_size=self.config.batch_size,
                    threads=self.threads, size_bytes=len(self.handle.serialize()), params=stats.params,
-                   nonzero_params=stats.nonzero_params, isa=" ".join(self.device.isa), device=self.device.label,
-                   device_fingerprint=self.device.fingerprint, versions=json.dumps(self.device.versions, sort_keys=True),
+                   nonzero_params=stats.nonzero_params, **self.device.row_fields(),
                    is_baseline=pipeline.is_baseline, pareto=False, phase="train",
                    created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         return row

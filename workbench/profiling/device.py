@@ -103,6 +103,11 @@ class DeviceProfile:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def row_fields(self) -> dict[str, str]:
+        """What every results row records about the machine it was measured on."""
+        return {"isa": " ".join(self.isa), "device": self.label, "device_fingerprint": self.fingerprint,
+                "versions": json.dumps(self.versions, sort_keys=True)}
+
     def summary(self) -> str:
         lines = [
             f"CPU        {self.cpu_model} [{self.arch}], {self.cores_physical} physical / {self.cores_logical} "
