@@ -101,9 +101,14 @@ def wrap(model: Any, example_input: Any = None) -> ModelHandle:
         from .backends.torch import TorchModel
 
         return TorchModel(model, example_input)
+    if framework == "keras":
+        from .backends import load_backend
+
+        return load_backend("keras").KerasModel(model, example_input)
     raise ModelError(
-        f"cannot use a {type(model).__module__}.{type(model).__qualname__} as a model: pass a torch.nn.Module "
-        "(with example_input, or a task to take one from), or a workbench ModelHandle"
+        f"cannot use a {type(model).__module__}.{type(model).__qualname__} as a model: pass a torch.nn.Module or a "
+        "Keras model (keras / tf.keras / tf_keras), with example_input or a task to take one from, or a workbench "
+        "ModelHandle"
     )
 
 
@@ -112,4 +117,6 @@ def detect_framework(model: Any) -> str | None:
     names = {f"{c.__module__}.{c.__qualname__}" for c in type(model).__mro__}
     if "torch.nn.modules.module.Module" in names:
         return "torch"
+    if any(n.startswith(("keras.src.models.model.Model", "tf_keras.src.engine.training.Model")) for n in names):
+        return "keras"
     return None

@@ -11,6 +11,8 @@ from ..registry import Registry
 BACKENDS: Registry[tuple[str, str, str]] = Registry("backend")
 BACKENDS.register("torch", ("workbench.backends.torch", "torch", "torch"))
 BACKENDS.register("onnx", ("workbench.backends.onnx", "onnx", "onnxruntime"))
+BACKENDS.register("keras", ("workbench.backends.keras", "tf", "tensorflow"))
+BACKENDS.register("tflite", ("workbench.backends.keras", "tf", "ai_edge_litert"))
 
 
 def load_backend(framework: str) -> ModuleType:

@@ -1,12 +1,13 @@
 """Recipes: frozen configs, registered by name, composed into pipelines."""
 
-from . import export, fusion, precision, quantization, sparsity, training  # noqa: F401  (registers the recipes)
+from . import export, fusion, precision, quantization, sparsity, tensorflow, training  # noqa: F401  (registers the recipes)
 from .base import RECIPES, TRAINING_RECIPES, ApplyContext, Recipe, register_handler, register_recipe
 from .fusion import ChannelsLast, Compile, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
 from .pipeline import BASELINE, Pipeline, as_pipeline, parse_pipelines
 from .precision import Autocast, Bf16, Fp16, Tf32
 from .quantization import Int8Dynamic, Int8Static, Int8WeightOnly, Qat
-from .sparsity import Prune, SparseKernels
+from .sparsity import Cluster, Prune, SparseKernels
+from .tensorflow import EdgeTpu, Tfjs, Tflite, TfliteDynamic, TfliteFp16, TfliteInt8, TfMicro, Xla
 
 
 def available() -> list[str]:
@@ -28,7 +29,8 @@ def describe() -> list[dict]:
 
 
 __all__ = [
-    "RECIPES", "TRAINING_RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16", "ChannelsLast", "Compile", "ExecuTorch",
+    "RECIPES", "TRAINING_RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16", "ChannelsLast", "Cluster", "Compile",
+    "EdgeTpu", "ExecuTorch", "Tfjs", "Tflite", "TfliteDynamic", "TfliteFp16", "TfliteInt8", "TfMicro", "Xla",
     "FoldBatchNorm", "Fp16", "Fuse", "Int8Dynamic", "Int8Static", "Int8WeightOnly", "Pipeline", "Prune", "Qat",
     "Recipe", "SparseKernels", "Tf32", "TorchScript", "as_pipeline", "available", "describe", "parse_pipelines",
     "register_handler", "register_recipe",

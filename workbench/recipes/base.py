@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..tasks import Task
 
 #: what a recipe changes; also the order in which kinds may follow each other (see Recipe.conflicts_with)
-KINDS = ("weights", "graph", "precision", "runtime", "training")
+KINDS = ("weights", "graph", "precision", "runtime", "target", "training")
 
 RECIPES: Registry[type[Recipe]] = Registry("recipe")
 TRAINING_RECIPES: Registry[type[Recipe]] = Registry("training recipe")
@@ -77,6 +77,8 @@ class Recipe:
             if self.kind == "graph" and prev.kind == "runtime":
                 return (f"{self.to_spec()} rewrites the eager model, which {prev.to_spec()} has already turned into "
                         f"another runtime; write it as '{self.to_spec()} + {prev.to_spec()}'")
+            if prev.kind == "target" and self.kind != "training":
+                return f"{prev.to_spec()} checks the finished model for a target; put {self.to_spec()} before it"
             if self.kind == "runtime" and prev.kind == "runtime":
                 return (f"{prev.to_spec()} and {self.to_spec()} are two runtimes; a pipeline ends in at most one")
         return None

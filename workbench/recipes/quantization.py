@@ -64,11 +64,15 @@ class Int8WeightOnly(Recipe):
 @register_recipe
 @dataclass(frozen=True)
 class Qat(Recipe):
-    """Quantization-aware training: fake-quantize, fine-tune `epochs` on the task's training data, convert to int8."""
+    """Quantization-aware training: fake-quantize, fine-tune `epochs` on the task's training data, convert to int8.
+
+    Keras models go through TF-MOT (after prune / cluster: the sparsity- and cluster-preserving schemes); the
+    result is a float model with fake-quant nodes, which becomes int8 when converted with `tflite`.
+    """
 
     name = "qat"
     kind = "precision"
-    frameworks = ("torch",)
+    frameworks = ("torch", "keras")
     summary = "quantization-aware fine-tuning, then int8 (needs training data)"
 
     epochs: int = 3

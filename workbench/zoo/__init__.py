@@ -42,6 +42,16 @@ for _name in ("digits-cnn", "digits-mlp", "digits-cnn32"):
     register(_name, _digits(_name))
 
 
+def _digits_keras(split: str = "val"):
+    """A Keras 3 CNN on the same digits split (channels-last), for the TensorFlow path."""
+    from .digits_keras import load as load_keras
+
+    return load_keras(split)
+
+
+register("digits-keras", _digits_keras)
+
+
 def _minilm(split: str = "val"):
     """all-MiniLM-L6-v2 (real pretrained weights, shipped in a package) with the built-in sentences."""
     from ..backends.torch.text import load_minilm

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ...errors import ModelError
+from ..._native import quiet_native_stderr
 from ...model import ModelHandle, WeightStats
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -242,22 +243,3 @@ def _weight_tensors(state: dict) -> Iterator[tuple[str, torch.Tensor]]:
             tensors = [v for v in value if isinstance(v, torch.Tensor)]
             for i, t in enumerate(tensors):
                 yield (f"{name}.weight" if i == 0 and t.dim() >= 2 else f"{name}.{i}"), t
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence the profiler's native start/stop lines on file descriptor 2."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-

@@ -1,0 +1,206 @@
+"""The Keras model handle: a Keras 3 (`keras`, what `tf.keras` is in TF 2.16+) or tf_keras (Keras 2) model.
+
+The handle owns a copy (clone + weights) of the model, so recipes never change the caller's. It runs the
+model as a `tf.function` graph (`runtime="tensorflow"`), or compiled by XLA (`runtime="xla"`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ...errors import ModelError
+from ...model import ModelHandle, WeightStats
+from . import _tf
+
+#: variables that are state, not weights (BatchNorm statistics, TF-MOT and fake-quant bookkeeping)
+_NOT_WEIGHTS = ("moving_mean", "moving_variance", "mask", "threshold", "pruning_step", "optimizer_step",
+                "_min", "_max", "min_var", "max_var", "pulling_indices", "ori_weights")
+
+
+def flavor_of(model: Any) -> str | None:
+    """'keras3' or 'tf_keras' for a model object (judged by its class hierarchy), else None."""
+    for cls in type(model).__mro__:
+        module = cls.__module__
+        if cls.__name__ in ("Model", "Functional", "Sequential"):
+            if module.startswith("keras.") or module == "keras":
+                return "keras3"
+            if module.startswith("tf_keras"):
+                return "tf_keras"
+    return None
+
+
+def _threads_available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _set_process_threads() -> None:
+    """TensorFlow fixes its thread pools when it first runs an op: pin them to the cores this process may use
+    (what a study measures with by default) before that happens."""
+    tf = _tf.tf()
+    n = _threads_available()
+    with contextlib.suppress(RuntimeError):  # already initialised: keep what it has
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def is_graph_model(model: Any) -> bool:
+    """Sequential or functional (a layer graph that can be cloned, bridged and pruned); False for subclasses."""
+    names = {c.__name__ for c in type(model).__mro__[:2]}
+    return bool(names & {"Sequential", "Functional"}) or bool(getattr(model, "_is_graph_network", False)
+                                                               and type(model).__name__ in ("Model", "Functional"))
+
+
+def clone(model: Any, flavor: str) -> Any:
+    """A copy of a functional or sequential model with the same weights (None where it cannot be cloned)."""
+    lib = _tf.keras3() if flavor == "keras3" else _tf.tf_keras()
+    try:
+        copy = lib.models.clone_model(model)
+        copy.set_weights(model.get_weights())
+    except Exception:
+        return None
+    return copy
+
+
+class KerasModel(ModelHandle):
+    """A Keras model (Keras 3 or tf_keras). `example_input` is a batch of inputs (channels-last images...)."""
+
+    framework = "keras"
+    runtime = "tensorflow"
+
+    def __init__(self, model: Any, example_input: Any = None, *, copy_model: bool = True):
+        self.flavor = flavor_of(model)
+        if self.flavor is None:
+            raise ModelError(f"KerasModel needs a Keras model (keras.Model or tf_keras.Model), got {type(model).__name__}")
+        _set_process_threads()
+        self.example_input = example_input
+        if not model.built and example_input is not None:
+            model(np.asarray(example_input), training=False)
+        copied = clone(model, self.flavor) if copy_model else None
+        self.model = copied if copied is not None else model
+        self.subclassed = not is_graph_model(self.model)
+        self.jit_compile = False
+        self._fn: Callable | None = None
+
+    # -- running -------------------------------------------------------------------------------
+    @property
+    def engine(self) -> str:  # type: ignore[override]
+        tf = _tf.tf()
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
+        lib = "Keras 3" if self.flavor == "keras3" else "tf_keras"
+        return f"TensorFlow {tf.__version__} {lib}{' + XLA' if self.jit_compile else ''} (intra-op threads {threads})"
+
+    def function(self) -> Callable:
+        if self._fn is None:
+            tf = _tf.tf()
+            model = self.model
+            self._fn = tf.function(lambda x: model(x, training=False), jit_compile=self.jit_compile,
+                                   reduce_retracing=True)
+        return self._fn
+
+    def _as_tensor(self, batch: Any):
+        tf = _tf.tf()
+        if isinstance(batch, np.ndarray) and batch.dtype == np.float64:
+            batch = batch.astype(np.float32)
+        return tf.convert_to_tensor(batch)
+
+    def predict(self, batch: Any) -> np.ndarray:
+        out = self.function()(self._as_tensor(batch))
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def runner(self, batch: Any) -> Callable[[], object]:
+        fn, x = self.function(), self._as_tensor(batch)
+        return lambda: fn(x)
+
+    def feed_arrays(self, batch: Any) -> np.ndarray:
+        return np.asarray(batch, dtype=np.float32)
+
+    @contextlib.contextmanager
+    def session(self, threads: int | None = None) -> Iterator[None]:
+        yield  # TensorFlow's thread pools are per process (see _set_process_threads); `engine` records them
+
+    def evolve(self, **changes: Any) -> KerasModel:
+        new = super().evolve(**changes)
+        new._fn = None  # type: ignore[attr-defined]
+        return new  # type: ignore[return-value]
+
+    # -- what it is ----------------------------------------------------------------------------
+    def serialize(self) -> bytes:
+        """Keras 3: the `.keras` archive; tf_keras: HDF5 without the optimizer (TF-MOT's convention)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            if self.flavor == "keras3":
+                path = os.path.join(tmp, "model.keras")
+                try:
+                    self.model.save(path)
+                except Exception:  # a subclassed model without get_config: its weights are what ships
+                    path = os.path.join(tmp, "model.weights.h5")
+                    self.model.save_weights(path)
+            else:
+                path = os.path.join(tmp, "model.h5")
+                try:
+                    self.model.save(path, include_optimizer=False)
+                except Exception:
+                    path = os.path.join(tmp, "model.weights.h5")
+                    self.model.save_weights(path)
+            with open(path, "rb") as f:
+                return f.read()
+
+    def weights(self) -> list[tuple[str, np.ndarray]]:
+        """(name, array) of every float weight (BatchNorm statistics and TF-MOT bookkeeping excluded)."""
+        out = []
+        for var in self.model.weights:
+            name = getattr(var, "path", None) or var.name
+            leaf = name.rsplit("/", 1)[-1].split(":")[0]
+            array = np.asarray(var)
+            if array.ndim == 0 or not np.issubdtype(array.dtype, np.floating):
+                continue
+            if any(leaf == s or leaf.endswith(s) for s in _NOT_WEIGHTS):
+                continue
+            out.append((name, array))
+        return out
+
+    def weight_stats(self) -> WeightStats:
+        params = nonzero = prunable = prunable_nonzero = 0
+        for _, array in self.weights():
+            n, nz = int(array.size), int(np.count_nonzero(array))
+            params, nonzero = params + n, nonzero + nz
+            if array.ndim >= 2:
+                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
+        return WeightStats(params, nonzero, prunable, prunable_nonzero)
+
+    def flops(self, batch: Any) -> int | None:
+        """Floating-point operations of one forward pass, counted by TensorFlow's profiler on the frozen graph."""
+        return graph_flops(self.model, np.asarray(batch).shape)
+
+    def input_shape(self) -> tuple | None:
+        shape = getattr(self.model, "input_shape", None)
+        if isinstance(shape, list):
+            return None
+        return tuple(shape) if shape is not None else None
+
+
+def graph_flops(model: Any, shape: tuple) -> int | None:
+    tf = _tf.tf()
+    try:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+            tf.TensorSpec(shape, tf.float32))
+        frozen = convert_variables_to_constants_v2(concrete)
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
+                                             options=options)
+        return int(info.total_float_ops) or None
+    except Exception:
+        return None

@@ -1,0 +1,162 @@
+"""The TFLite model handle: flatbuffer bytes run by the LiteRT interpreter (`ai_edge_litert`).
+
+One interpreter per (threads, input shape): the batch is set with resize_tensor_input before tensors are
+allocated, so the XNNPACK delegate (on unless `xnnpack=False`) plans for that shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ...model import ModelHandle, WeightStats
+from ..._native import quiet_native_stderr
+from ..._optional import version_of
+from . import _tf
+
+
+def parse(model: bytes) -> Any:
+    """The flatbuffer as LiteRT's schema objects (ModelT)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+
+
+_NUMPY = {"FLOAT32": np.float32, "FLOAT16": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32,
+          "INT64": np.int64, "INT16": np.int16}
+
+
+def type_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+def op_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def constant_tensors(tree: Any) -> Iterator[tuple[Any, np.ndarray]]:
+    """(tensor, values) of every tensor that holds data in the file (weights, biases, scales, shapes)."""
+    names = type_names()
+    for subgraph in tree.subgraphs or []:
+        for tensor in subgraph.tensors or []:
+            buffer = tree.buffers[tensor.buffer] if tensor.buffer < len(tree.buffers) else None
+            data = getattr(buffer, "data", None)
+            if data is None or len(data) == 0:
+                continue
+            dtype = _NUMPY.get(names.get(tensor.type, ""))
+            if dtype is None:
+                continue
+            values = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
+            shape = [int(s) for s in (tensor.shape if tensor.shape is not None else [])]
+            if int(np.prod(shape)) == values.size:
+                values = values.reshape(shape)
+            yield tensor, values
+
+
+class LiteModel(ModelHandle):
+    """A TFLite flatbuffer run by the LiteRT interpreter on the CPU; `source` is the Keras handle it was
+    converted from (FLOPs are counted there: the interpreter's kernels are opaque)."""
+
+    framework = "tflite"
+    runtime = "litert"
+
+    def __init__(self, model: bytes, source: ModelHandle, *, precision: str, xnnpack: bool = True,
+                 lineage: tuple[str, ...] = (), notes: tuple[str, ...] = ()):
+        self.model, self.source, self.precision, self.xnnpack = model, source, precision, xnnpack
+        self.lineage, self.notes = lineage, notes
+        self.example_input = source.example_input
+        self.fused = True  # the converter folds BatchNorm and fuses activations
+        self._threads: int | None = None
+        self._interpreters: dict[tuple, Any] = {}
+
+    @property
+    def engine(self) -> str:  # type: ignore[override]
+        threads = self._threads or "default"
+        return (f"LiteRT {version_of('ai-edge-litert')} interpreter, XNNPACK {'on' if self.xnnpack else 'off'}, "
+                f"threads {threads}")
+
+    @cached_property
+    def io(self) -> tuple[dict, dict]:
+        interpreter = self._new_interpreter()
+        return interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+    def _new_interpreter(self, shape: tuple | None = None) -> Any:
+        lite = _tf.litert()
+        resolver = (lite.OpResolverType.AUTO if self.xnnpack
+                    else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            interpreter = lite.Interpreter(model_content=self.model, num_threads=self._threads or -1,
+                                           experimental_op_resolver_type=resolver)
+        if shape is not None:
+            index = interpreter.get_input_details()[0]["index"]
+            interpreter.resize_tensor_input(index, list(shape), strict=False)
+        with quiet_native_stderr():
+            interpreter.allocate_tensors()
+        return interpreter
+
+    def _interpreter(self, shape: tuple) -> Any:
+        key = (self._threads, shape)
+        if key not in self._interpreters:
+            self._interpreters[key] = self._new_interpreter(shape)
+        return self._interpreters[key]
+
+    def _prepare(self, batch: Any) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float32)
+        detail = self.io[0]
+        if np.dtype(detail["dtype"]) in (np.int8, np.uint8):  # int8 input: quantize with the model's own scale
+            scale, zero = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+        return np.ascontiguousarray(x)
+
+    def predict(self, batch: Any) -> np.ndarray:
+        x = self._prepare(batch)
+        interpreter = self._interpreter(x.shape)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        detail = interpreter.get_output_details()[0]
+        out = interpreter.get_tensor(detail["index"])
+        if np.dtype(detail["dtype"]) in (np.int8, np.uint8):
+            scale, zero = detail["quantization"]
+            return ((out.astype(np.float32) - zero) * scale).astype(np.float32)
+        return np.asarray(out, dtype=np.float32)
+
+    def runner(self, batch: Any) -> Callable[[], object]:
+        x = self._prepare(batch)
+        interpreter = self._interpreter(x.shape)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        return interpreter.invoke
+
+    @contextlib.contextmanager
+    def session(self, threads: int | None = None) -> Iterator[None]:
+        previous, self._threads = self._threads, threads
+        try:
+            yield
+        finally:
+            self._threads = previous
+
+    def serialize(self) -> bytes:
+        return self.model
+
+    def weight_stats(self) -> WeightStats:
+        """Float and int8 constant tensors of more than one value (int32 biases and shapes left out)."""
+        params = nonzero = prunable = prunable_nonzero = 0
+        for _, values in constant_tensors(parse(self.model)):
+            if values.size <= 1 or values.dtype not in (np.float32, np.float16, np.int8, np.uint8):
+                continue
+            n, nz = int(values.size), int(np.count_nonzero(values))
+            params, nonzero = params + n, nonzero + nz
+            if values.ndim >= 2:
+                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
+        return WeightStats(params, nonzero, prunable, prunable_nonzero)
+
+    def flops(self, batch: Any) -> int | None:
+        return self.source.flops(batch)
