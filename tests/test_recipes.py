@@ -39,7 +39,8 @@ def test_recipes_are_frozen_and_hashable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.sparsity = 0.1  # type: ignore[misc]
     assert {Prune(0.5), Prune(sparsity=0.5)} == {Prune(0.5)}
-    assert Prune(0.5).to_dict() == {"recipe": "prune", "sparsity": 0.5, "pattern": "unstructured", "finetune": -1}
+    assert Prune(0.5).to_dict() == {"recipe": "prune", "sparsity": 0.5, "pattern": "unstructured", "finetune": -1,
+                                    "schedule": "auto"}
 
 
 def test_unknown_recipe_lists_the_known_ones():
@@ -57,7 +58,7 @@ def test_unknown_recipe_lists_the_known_ones():
     ("prune(true)", "a number"),
     ("int8-dynamic(engine=tpu)", "one of auto, x86, fbgemm, qnnpack, onednn"),
     ("int8-dynamic(per_channel=2)", "true or false"),
-    ("prune(0.5, unstructured, 3, 4)", "at most 3 positional"),
+    ("prune(0.5, unstructured, 3, auto, 4)", "at most 4 positional"),
     ("prune(0.5, 0.6)", "pattern=0.6 is invalid; expected a word"),
     ("prune(amount=0.5)", "one of the parameters of prune: sparsity"),
     ("fold-bn(1)", "at most 0 positional"),
@@ -120,5 +121,5 @@ def test_bad_dict_forms():
 def test_describe_lists_every_recipe_with_its_parameters():
     rows = {r["name"]: r for r in wb.recipes.describe()}
     assert {"int8-dynamic", "prune", "fold-bn"} <= set(rows)
-    assert rows["prune"]["params"] == {"sparsity": 0.5, "pattern": "unstructured", "finetune": -1}
+    assert rows["prune"]["params"] == {"sparsity": 0.5, "pattern": "unstructured", "finetune": -1, "schedule": "auto"}
     assert rows["int8-dynamic"]["kind"] == "precision"

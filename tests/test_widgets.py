@@ -71,7 +71,8 @@ def test_each_change_shows_the_trial_and_its_deltas(model):
 def test_what_the_framework_does_not_offer_says_why(model):
     options = availability("torch")
     assert options["precision"]["int8-static"] == ""
-    assert "no 'xla' recipe" in options["fusion"]["xla"] or "tensorflow" in options["fusion"]["xla"]
+    assert options["fusion"]["xla"] == "xla: for keras models, not torch"
+    assert options["runtime"]["tflite"] == "tflite: for keras models, not torch"
     assert options["runtime"]["onnxruntime"] != "" or "to-onnx" in wb.recipes.RECIPES
     with pytest.raises(wb.UnsupportedError, match="xla"):
         model.set(fusion="xla")
@@ -179,3 +180,29 @@ def test_a_cached_toggle_does_not_wait_for_a_running_trial(panel_study):
     assert time.perf_counter() - started < 0.5
     assert model.shown["pipeline"] == "int8-dynamic"
     assert model.wait(300)
+
+
+@pytest.mark.parametrize("changes, spec", [
+    ({"precision": "int8-static"}, "tflite-int8"),
+    ({"precision": "int8-dynamic", "runtime": "tflite"}, "tflite-dynamic"),
+    ({"precision": "fp16"}, "tflite-fp16"),
+    ({"runtime": "tflite"}, "tflite"),
+    ({"precision": "qat", "runtime": "tflite", "sparsity": 0.5}, "prune(0.5) + qat + tflite"),
+    ({"fusion": "xla"}, "xla"),
+])
+def test_keras_choices_become_tflite_and_xla_recipes(changes, spec):
+    assert PanelState(framework="keras", **changes).spec == spec
+
+
+def test_a_keras_model_in_the_panel_offers_tflite_and_xla_and_says_what_is_torch_only():
+    pytest.importorskip("tensorflow")
+    model, task = wb.zoo.load("digits-keras")
+    panel = TradeoffModel(wb.Study(model, task, timing=FAST), background=False)
+    assert panel.options["fusion"]["xla"] == "" and panel.options["runtime"]["tflite"] == ""
+    assert "for torch models" in panel.options["fusion"]["compile"]
+    assert "torch only" in panel.options["pattern"]["channel"]
+    panel.set(precision="int8-static")
+    assert panel.shown["pipeline"] == "tflite-int8" and panel.shown["runtime"] == "litert"
+    assert panel.shown["status"] == "ok" and panel.shown["metric_delta"] >= -0.01
+    with pytest.raises(wb.UnsupportedError, match="bf16"):
+        panel.set(precision="bf16")

@@ -22,8 +22,10 @@ RECIPE_OF = {
     "precision": {"fp32": None, "fp16": "fp16", "bf16": "bf16", "int8-dynamic": "int8-dynamic",
                   "int8-static": "int8-static", "qat": "qat"},
     "fusion": {"none": None, "fuse": "fuse", "torchscript": "torchscript", "compile": "compile", "xla": "xla"},
-    "runtime": {"eager": None, "onnxruntime": "to-onnx", "tflite": "to-tflite"},
+    "runtime": {"eager": None, "onnxruntime": "to-onnx", "tflite": "tflite"},
 }
+#: Keras models: reduced precision comes from the TFLite converter (which then is the runtime)
+KERAS_PRECISION = {"fp16": "tflite-fp16", "int8-dynamic": "tflite-dynamic", "int8-static": "tflite-int8"}
 CHOICES = {"precision": PRECISIONS, "pattern": PATTERNS, "fusion": FUSIONS, "runtime": RUNTIMES}
 
 
@@ -36,6 +38,7 @@ class PanelState:
     pattern: str = "unstructured"
     fusion: str = "none"
     runtime: str = "eager"
+    framework: str = "torch"  # of the model: decides which recipes the choices become
 
     def __post_init__(self) -> None:
         for name, choices in CHOICES.items():
@@ -52,6 +55,10 @@ class PanelState:
             steps.append(f"prune({sparsity}{'' if self.pattern == 'unstructured' else f', pattern={self.pattern}'})")
         fusion, precision, runtime = (RECIPE_OF["fusion"][self.fusion], RECIPE_OF["precision"][self.precision],
                                       RECIPE_OF["runtime"][self.runtime])
+        if self.framework == "keras":  # int8 / fp16 Keras models are TFLite flatbuffers: the converter sets both
+            if self.precision in KERAS_PRECISION:
+                precision, runtime = None, KERAS_PRECISION[self.precision]
+            return " + ".join(steps + [s for s in (precision, fusion, runtime) if s]) or "baseline"
         if runtime == "to-onnx" and precision in ("int8-dynamic", "int8-static"):
             # on ONNX Runtime, int8 is ONNX Runtime's own quantization of the exported graph
             return " + ".join(steps + ([fusion] if fusion == "fuse" else []) + [runtime, f"ort-{precision}"])
@@ -72,6 +79,8 @@ def availability(framework: str) -> dict[str, dict[str, str]]:
     for control, table in RECIPE_OF.items():
         out[control] = {}
         for choice, recipe in table.items():
+            if framework == "keras" and control == "precision":
+                recipe = KERAS_PRECISION.get(choice, recipe)
             if recipe is None:
                 out[control][choice] = ""
             elif recipe not in wb.recipes.RECIPES:
@@ -81,6 +90,8 @@ def availability(framework: str) -> dict[str, dict[str, str]]:
                 out[control][choice] = "" if framework in frameworks else \
                     f"{choice}: for {', '.join(frameworks)} models, not {framework}"
     out["pattern"] = dict.fromkeys(PATTERNS, "")
+    if framework == "keras":
+        out["pattern"]["channel"] = "channel: torch only (TF-MOT prunes weights, not channels)"
     return out
 
 
@@ -231,11 +242,11 @@ class TradeoffModel(TrialModel):
     def __init__(self, study: wb.Study, *, background: bool = True):
         self.framework = study.baseline.framework
         self.options = availability(self.framework)
-        super().__init__(study, PanelState(), background=background)
+        super().__init__(study, PanelState(framework=self.framework), background=background)
 
     def check(self, changes: dict) -> None:
         for control, value in changes.items():
-            reason = self.options.get(control, {}).get(value, "") if control in RECIPE_OF else ""
+            reason = self.options.get(control, {}).get(value, "") if control in CHOICES else ""
             if reason:
                 raise wb.UnsupportedError("panel", reason)
 

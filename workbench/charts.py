@@ -25,8 +25,9 @@ import pandas as pd
 
 from ._optional import require
 
-BYTES_PER_PARAM = {"fp32": 4, "tf32": 4, "amp-bf16": 4, "amp-fp16": 4, "fp16": 2, "bf16": 2, "int8": 1}
-TOOLTIP = [("pipeline", "N"), ("status", "N"), ("precision", "N"), ("runtime", "N"), ("metric", "Q"),
+BYTES_PER_PARAM = {"fp32": 4, "tf32": 4, "amp-bf16": 4, "amp-fp16": 4, "fp16": 2, "bf16": 2, "int8": 1,
+                   "int8-dynamic": 1, "fp16-weights": 2, "int8-simulated": 4}
+TOOLTIP = [("pipeline", "N"), ("framework", "N"), ("status", "N"), ("precision", "N"), ("runtime", "N"), ("metric", "Q"),
            ("metric_delta", "Q"), ("fidelity", "Q"), ("latency_ms_p50", "Q"), ("latency_ms_iqr", "Q"),
            ("latency_ms_p90", "Q"), ("latency_ms_p99", "Q"), ("latency_n", "Q"), ("size_bytes", "Q"),
            ("size_gzip_bytes", "Q"), ("sparsity", "Q"), ("notes", "N")]

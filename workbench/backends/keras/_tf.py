@@ -16,17 +16,38 @@ from ..._optional import require
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no oneDNN / CUDA-stub banners on stderr
 
 
+_configured = False
+
+
 def tf() -> ModuleType:
+    global _configured
     import sys
 
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules and _configured:
         return sys.modules["tensorflow"]
     from ..._native import quiet_native_stderr
 
     with quiet_native_stderr():  # absl's oneDNN / CUDA-stub banners, written before logging is configured
         module = require("tensorflow", "tf", "the TensorFlow backend")
+    # Keras' "compiled metrics have yet to be built" and similar warnings about models the workbench copies
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    _pin_threads(module)
+    _configured = True
     return module
+
+
+def _pin_threads(module: ModuleType) -> None:
+    """TensorFlow fixes its thread pools when it first runs an op: size them to the cores this process may use
+    (what a study measures with by default) before that happens. Too late (TF already ran) keeps its own."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    try:
+        module.config.threading.set_intra_op_parallelism_threads(n)
+        module.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
 
 
 def keras3() -> ModuleType:
@@ -41,6 +62,7 @@ def tf_keras() -> ModuleType:
 
 def tfmot() -> ModuleType:
     tf_keras()
+    getattr(tf().keras, "__name__", None)  # resolve the lazy tf.keras now, before TF-MOT flips the variable
     before = os.environ.get("TF_USE_LEGACY_KERAS")
     try:
         return require("tensorflow_model_optimization", "tf", "the TF-MOT recipes (prune, cluster, qat on Keras)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,7 +97,8 @@ for _cls in (Tflite, TfliteDynamic, TfliteFp16, TfliteInt8):
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """The converter prints its saved-model artifacts on stdout and MLIR statistics on file descriptor 2."""
-    with contextlib.redirect_stdout(io.StringIO()), quiet_native_stderr():
+    with contextlib.redirect_stdout(io.StringIO()), quiet_native_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected" (QAT models)
         yield
 
 
@@ -109,7 +111,8 @@ def xla(recipe: Xla, handle: KerasModel, context: ApplyContext) -> KerasModel:
                         notes=handle.notes + (f"{spec}: first call (XLA compilation) reported as first_call_ms; "
                                               "each new batch shape compiles again",))
     try:
-        new.predict(handle.example_input if handle.example_input is not None else context.task.sample(1))
+        with quiet_native_stderr():  # TF logs the failing graph's traceback on stderr as well
+            new.predict(handle.example_input if handle.example_input is not None else context.task.sample(1))
     except Exception as exc:
         raise UnsupportedError(spec, f"XLA cannot compile this model ({type(exc).__name__}: {_first_line(exc)})") from None
     return new

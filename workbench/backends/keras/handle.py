@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -33,23 +34,6 @@ def flavor_of(model: Any) -> str | None:
             if module.startswith("tf_keras"):
                 return "tf_keras"
     return None
-
-
-def _threads_available() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _set_process_threads() -> None:
-    """TensorFlow fixes its thread pools when it first runs an op: pin them to the cores this process may use
-    (what a study measures with by default) before that happens."""
-    tf = _tf.tf()
-    n = _threads_available()
-    with contextlib.suppress(RuntimeError):  # already initialised: keep what it has
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def is_graph_model(model: Any) -> bool:
@@ -80,7 +64,7 @@ class KerasModel(ModelHandle):
         self.flavor = flavor_of(model)
         if self.flavor is None:
             raise ModelError(f"KerasModel needs a Keras model (keras.Model or tf_keras.Model), got {type(model).__name__}")
-        _set_process_threads()
+        _tf.tf()
         self.example_input = example_input
         if not model.built and example_input is not None:
             model(np.asarray(example_input), training=False)
@@ -94,7 +78,7 @@ class KerasModel(ModelHandle):
     @property
     def engine(self) -> str:  # type: ignore[override]
         tf = _tf.tf()
-        threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or "all cores"
         lib = "Keras 3" if self.flavor == "keras3" else "tf_keras"
         return f"TensorFlow {tf.__version__} {lib}{' + XLA' if self.jit_compile else ''} (intra-op threads {threads})"
 
@@ -127,7 +111,7 @@ class KerasModel(ModelHandle):
 
     @contextlib.contextmanager
     def session(self, threads: int | None = None) -> Iterator[None]:
-        yield  # TensorFlow's thread pools are per process (see _set_process_threads); `engine` records them
+        yield  # TensorFlow's thread pools are per process (see _tf._pin_threads); `engine` records them
 
     def evolve(self, **changes: Any) -> KerasModel:
         new = super().evolve(**changes)
@@ -137,7 +121,8 @@ class KerasModel(ModelHandle):
     # -- what it is ----------------------------------------------------------------------------
     def serialize(self) -> bytes:
         """Keras 3: the `.keras` archive; tf_keras: HDF5 without the optimizer (TF-MOT's convention)."""
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "HDF5 is a legacy format": it is TF-MOT's format, on purpose
             if self.flavor == "keras3":
                 path = os.path.join(tmp, "model.keras")
                 try:

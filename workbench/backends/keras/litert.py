@@ -79,9 +79,8 @@ class LiteModel(ModelHandle):
 
     @property
     def engine(self) -> str:  # type: ignore[override]
-        threads = self._threads or "default"
-        return (f"LiteRT {version_of('ai-edge-litert')} interpreter, XNNPACK {'on' if self.xnnpack else 'off'}, "
-                f"threads {threads}")
+        # the thread count is the row's `threads`: each interpreter is made inside session(threads)
+        return f"LiteRT {version_of('ai-edge-litert')} interpreter, XNNPACK {'on' if self.xnnpack else 'off'}"
 
     @cached_property
     def io(self) -> tuple[dict, dict]:

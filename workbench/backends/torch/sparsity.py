@@ -61,6 +61,9 @@ def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchMode
     spec = recipe.to_spec()
     if handle.precision != "fp32":
         raise UnsupportedError(spec, f"it prunes float32 weights; this model is {handle.precision}")
+    if recipe.schedule == "polynomial":
+        raise UnsupportedError(spec, "torch pruning is one-shot (the target sparsity at once, then fine-tuning with "
+                                     "the mask fixed): use schedule=constant or auto; polynomial is TF-MOT's (Keras)")
     module = copy.deepcopy(handle.module)
     targets = _targets(module)
     if not targets:

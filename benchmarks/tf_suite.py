@@ -1,0 +1,59 @@
+"""The TensorFlow path on digits-keras: each TFLite variant's latency against the Keras fp32 model
+(interleaved rounds, median and IQR of the per-round ratios, XNNPACK on and off), XLA, and the TF-MOT
+size goals — gzip of `prune(0.8) + tflite-int8` at most 1/10 of the fp32 Keras file, `cluster(16)` at most
+1/4 — each at most 1 point of accuracy lost."""
+
+from __future__ import annotations
+
+import workbench as wb
+from workbench.profiling import TimingConfig
+
+from .harness import Row, interleaved_p50, ratio_row
+
+SPEED = ["tflite", "tflite(xnnpack=false)", "tflite-dynamic", "tflite-fp16", "tflite-int8",
+         "tflite-int8(xnnpack=false)", "xla", "prune(0.8) + tflite-int8", "qat + tflite"]
+#: pipeline -> minimum gzip reduction against the fp32 Keras file, at <= 1 point accuracy loss
+SIZE_GOALS = {"prune(0.8) + tflite-int8": 10.0, "cluster(16)": 4.0, "prune(0.8) + cluster(16) + qat + tflite": None,
+              "tflite-int8": None}
+BATCH = 32
+
+
+def run(rounds: int, timing: TimingConfig, threads: int) -> list[Row]:
+    model, task = wb.zoo.load("digits-keras")
+    study = wb.Study(model, task, batch_size=BATCH, threads=threads, timing=timing, measure_memory=False)
+    frame = study.run(list(dict.fromkeys(SPEED + list(SIZE_GOALS))), progress=False).frame.set_index("pipeline")
+    base = frame.loc["baseline"]
+    rows: list[Row] = []
+    x = task.sample(BATCH)
+    ok = [p for p in SPEED if frame.loc[p, "status"] == "ok"]
+    runners = {}
+    for p in ["baseline"] + ok:
+        handle = study.handle(p)
+        with handle.session(threads):  # LiteRT interpreters take their thread count when they are made
+            runners[p] = handle.runner(x)
+    per = interleaved_p50(runners, rounds, timing)
+    for p in SPEED:
+        r = frame.loc[p]
+        if r["status"] != "ok":
+            rows.append(Row(f"digits-keras {p}", float("nan"), float("nan"), "x", 0, "", None,
+                            f"{r['status']}: {str(r['error'])[:90]}"))
+            continue
+        detail = (f"acc {100 * r['metric_delta']:+.1f} pt, size {r['size_bytes'] / base['size_bytes']:.2f}x, "
+                  f"first call {r['first_call_ms']:.1f} ms, p50 {sorted(per[p])[len(per[p]) // 2]:.3f} ms "
+                  f"(Keras {sorted(per['baseline'])[len(per['baseline']) // 2]:.3f} ms); {r['engine']}")
+        rows.append(ratio_row(f"digits-keras b{BATCH} {p} speed-up vs Keras fp32", per["baseline"], per[p], None,
+                              "reported", detail))
+    for p, goal in SIZE_GOALS.items():
+        r = frame.loc[p]
+        if r["status"] != "ok":
+            rows.append(Row(f"digits-keras {p} gzip reduction", float("nan"), float("nan"), "x", 0, "", False,
+                            f"{r['status']}: {str(r['error'])[:90]}"))
+            continue
+        reduction = base["size_gzip_bytes"] / r["size_gzip_bytes"]
+        loss = -100 * r["metric_delta"]
+        met = None if goal is None else bool(reduction >= goal and loss <= 1.0)
+        rows.append(Row(f"digits-keras {p} gzip reduction vs Keras fp32", reduction, 0.0, "x", 1,
+                        f">= {goal}x, <= 1 pt" if goal else "reported", met,
+                        f"{base['size_gzip_bytes'] / 1024:.1f} KB -> {r['size_gzip_bytes'] / 1024:.1f} KB gzip, "
+                        f"acc {-loss:+.2f} pt, sparsity {r['sparsity']:.3f}"))
+    return rows
