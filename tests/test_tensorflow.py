@@ -319,3 +319,17 @@ def test_gzip_of_the_int8_flatbuffer_matches_the_reported_size(keras_zoo, rows):
     model, task = keras_zoo
     lite = wb.recipes.TfliteInt8().apply(model, wb.recipes.ApplyContext(task=task))
     assert abs(len(gzip.compress(lite.serialize(), compresslevel=6)) - rows.loc["tflite-int8", "size_gzip_bytes"]) < 2048
+
+
+def test_the_cli_runs_a_keras_study(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.csv"
+    proc = subprocess.run([sys.executable, "-m", "workbench", "run", "--model", "digits-keras", "--recipes",
+                           "tflite-int8; tflite + edgetpu", "--out", str(out)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    frame = wb.Results.load(out).frame.set_index("pipeline")
+    assert frame.loc["tflite-int8", "status"] == "ok" and frame.loc["tflite + edgetpu", "status"] == "unsupported"
+    assert "cuInit" not in proc.stderr  # TensorFlow's start-up noise stays out of the user's terminal

@@ -32,6 +32,8 @@ def tf() -> ModuleType:
     # Keras' "compiled metrics have yet to be built" and similar warnings about models the workbench copies
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     _pin_threads(module)
+    with quiet_native_stderr():  # start the runtime now: its "failed call to cuInit" on CPU-only machines
+        module.config.list_physical_devices()
     _configured = True
     return module
 
