@@ -1,6 +1,5 @@
 """Safe loading: no code runs from a model file unless the caller says it is trusted."""
 
-import io
 import os
 import uuid
 import zipfile

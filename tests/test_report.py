@@ -4,7 +4,6 @@ a failing cell still leaves a report that says where and why."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -6,10 +6,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import workbench as wb

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 import workbench as wb
-from workbench.backends.torch import TorchModel
 from workbench.errors import ModelError, UnsupportedError
 from workbench.recipes import ApplyContext, Pipeline
 

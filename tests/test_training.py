@@ -1,6 +1,5 @@
 """Training-time efficiency: every training recipe from the same initial weights on the same batches."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

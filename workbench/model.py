@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,17 @@ class WeightStats:
     @property
     def sparsity(self) -> float:
         return 1.0 - self.prunable_nonzero / self.prunable if self.prunable else 0.0
+
+    @classmethod
+    def from_arrays(cls, arrays: Iterable[np.ndarray]) -> WeightStats:
+        """Counts over weight arrays; those of 2+ dimensions (kernels, matrices) are what pruning acts on."""
+        params = nonzero = prunable = prunable_nonzero = 0
+        for array in arrays:
+            n, nz = int(array.size), int(np.count_nonzero(array))
+            params, nonzero = params + n, nonzero + nz
+            if array.ndim >= 2:
+                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
+        return cls(params, nonzero, prunable, prunable_nonzero)
 
 
 class ModelHandle(abc.ABC):
@@ -90,6 +101,21 @@ class ModelHandle(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
+
+
+class ThreadedRuntime:
+    """For handles whose runtime takes its thread count when a session / interpreter is made: `session(threads)`
+    sets `_threads` for what is made inside it (ONNX Runtime sessions, LiteRT interpreters)."""
+
+    _threads: int | None = None
+
+    @contextlib.contextmanager
+    def session(self, threads: int | None = None) -> Iterator[None]:
+        previous, self._threads = self._threads, threads
+        try:
+            yield
+        finally:
+            self._threads = previous
 
 
 def wrap(model: Any, example_input: Any = None) -> ModelHandle:

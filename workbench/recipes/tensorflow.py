@@ -23,12 +23,15 @@ from .base import Recipe, check_choice, check_range, register_recipe
 TFLITE_PRECISIONS = {"tflite": "fp32", "tflite-dynamic": "int8-dynamic", "tflite-fp16": "fp16-weights", "tflite-int8": "int8"}
 
 
+@dataclass(frozen=True)
 class _Tflite(Recipe):
     """Base of the converter recipes: `xnnpack` runs the interpreter with (true) or without (false) the
     XNNPACK delegate, so its effect can be measured."""
 
     kind = "runtime"
     frameworks = ("keras",)
+
+    xnnpack: bool = True
 
     @property
     def precision(self) -> str:
@@ -41,8 +44,6 @@ class Tflite(_Tflite):
     name = "tflite"
     summary = "convert to a float32 TFLite flatbuffer, run in the LiteRT interpreter (int8 after qat)"
 
-    xnnpack: bool = True
-
 
 @register_recipe
 @dataclass(frozen=True)
@@ -50,16 +51,12 @@ class TfliteDynamic(_Tflite):
     name = "tflite-dynamic"
     summary = "TFLite dynamic-range quantization: int8 weights, float activations"
 
-    xnnpack: bool = True
-
 
 @register_recipe
 @dataclass(frozen=True)
 class TfliteFp16(_Tflite):
     name = "tflite-fp16"
     summary = "TFLite float16 weights (half the size; computed in float32 on CPUs)"
-
-    xnnpack: bool = True
 
 
 @register_recipe
@@ -71,7 +68,6 @@ class TfliteInt8(_Tflite):
     name = "tflite-int8"
     summary = "TFLite full integer int8, calibrated on task data (representative dataset)"
 
-    xnnpack: bool = True
     calibration: int = 200
     io: str = "float"
 

@@ -69,6 +69,8 @@ def trained():
     import os
     import tempfile
 
+    from ..store import atomic_write_bytes
+
     path = _cache_path()
     model = build()
     if path.is_file():
@@ -79,15 +81,11 @@ def trained():
             path.unlink(missing_ok=True)  # a corrupt cache entry: train again
     trained_model = train()
     model.set_weights(trained_model.get_weights())  # the uncompiled copy: no optimizer state travels with it
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".weights.h5")
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with tempfile.TemporaryDirectory() as tmp:  # Keras writes weights to a path; the cache gets them atomically
+        file = os.path.join(tmp, "model.weights.h5")
+        model.save_weights(file)
+        with open(file, "rb") as f:
+            atomic_write_bytes(path, f.read())
     return model
 
 

@@ -155,13 +155,7 @@ class KerasModel(ModelHandle):
         return out
 
     def weight_stats(self) -> WeightStats:
-        params = nonzero = prunable = prunable_nonzero = 0
-        for _, array in self.weights():
-            n, nz = int(array.size), int(np.count_nonzero(array))
-            params, nonzero = params + n, nonzero + nz
-            if array.ndim >= 2:
-                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
-        return WeightStats(params, nonzero, prunable, prunable_nonzero)
+        return WeightStats.from_arrays(array for _, array in self.weights())
 
     def flops(self, batch: Any) -> int | None:
         """Floating-point operations of one forward pass, counted by TensorFlow's profiler on the frozen graph."""

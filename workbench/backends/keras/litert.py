@@ -6,14 +6,13 @@ allocated, so the XNNPACK delegate (on unless `xnnpack=False`) plans for that sh
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from ...model import ModelHandle, WeightStats
+from ...model import ModelHandle, ThreadedRuntime, WeightStats
 from ..._native import quiet_native_stderr
 from ..._optional import version_of
 from . import _tf
@@ -61,7 +60,7 @@ def constant_tensors(tree: Any) -> Iterator[tuple[Any, np.ndarray]]:
             yield tensor, values
 
 
-class LiteModel(ModelHandle):
+class LiteModel(ThreadedRuntime, ModelHandle):
     """A TFLite flatbuffer run by the LiteRT interpreter on the CPU; `source` is the Keras handle it was
     converted from (FLOPs are counted there: the interpreter's kernels are opaque)."""
 
@@ -134,28 +133,14 @@ class LiteModel(ModelHandle):
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
         return interpreter.invoke
 
-    @contextlib.contextmanager
-    def session(self, threads: int | None = None) -> Iterator[None]:
-        previous, self._threads = self._threads, threads
-        try:
-            yield
-        finally:
-            self._threads = previous
-
     def serialize(self) -> bytes:
         return self.model
 
     def weight_stats(self) -> WeightStats:
         """Float and int8 constant tensors of more than one value (int32 biases and shapes left out)."""
-        params = nonzero = prunable = prunable_nonzero = 0
-        for _, values in constant_tensors(parse(self.model)):
-            if values.size <= 1 or values.dtype not in (np.float32, np.float16, np.int8, np.uint8):
-                continue
-            n, nz = int(values.size), int(np.count_nonzero(values))
-            params, nonzero = params + n, nonzero + nz
-            if values.ndim >= 2:
-                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
-        return WeightStats(params, nonzero, prunable, prunable_nonzero)
+        return WeightStats.from_arrays(
+            values for _, values in constant_tensors(parse(self.model))
+            if values.size > 1 and values.dtype in (np.float32, np.float16, np.int8, np.uint8))
 
     def flops(self, batch: Any) -> int | None:
         return self.source.flops(batch)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from ...model import ModelHandle, WeightStats
+from ...model import ModelHandle, ThreadedRuntime, WeightStats
 
 LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
           "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
 
 
-class OrtModel(ModelHandle):
+class OrtModel(ThreadedRuntime, ModelHandle):
     """`model` (ONNX bytes) run by ONNX Runtime on the CPU; `source` is the handle it was exported from
     (it prepares inputs and counts FLOPs: ONNX Runtime's kernels are opaque to torch's counter)."""
 
@@ -58,14 +57,6 @@ class OrtModel(ModelHandle):
         session, feed = self._session(), self.feed(batch)
         return lambda: session.run(None, feed)
 
-    @contextlib.contextmanager
-    def session(self, threads: int | None = None) -> Iterator[None]:
-        previous, self._threads = self._threads, threads
-        try:
-            yield
-        finally:
-            self._threads = previous
-
     def serialize(self) -> bytes:
         return self.model
 
@@ -73,16 +64,9 @@ class OrtModel(ModelHandle):
         import onnx
         from onnx import numpy_helper
 
-        params = nonzero = prunable = prunable_nonzero = 0
-        for init in onnx.load_from_string(self.model).graph.initializer:
-            array = numpy_helper.to_array(init)
-            if array.size <= 1 or not (np.issubdtype(array.dtype, np.floating) or array.dtype in (np.int8, np.uint8)):
-                continue  # scales, zero points, shapes
-            n, nz = int(array.size), int(np.count_nonzero(array))
-            params, nonzero = params + n, nonzero + nz
-            if array.ndim >= 2:
-                prunable, prunable_nonzero = prunable + n, prunable_nonzero + nz
-        return WeightStats(params, nonzero, prunable, prunable_nonzero)
+        arrays = (numpy_helper.to_array(init) for init in onnx.load_from_string(self.model).graph.initializer)
+        return WeightStats.from_arrays(  # scales, zero points and shapes left out
+            a for a in arrays if a.size > 1 and (np.issubdtype(a.dtype, np.floating) or a.dtype in (np.int8, np.uint8)))
 
     def flops(self, batch: Any) -> int | None:
         return self.source.flops(batch)
