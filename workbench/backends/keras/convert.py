@@ -120,10 +120,26 @@ def xla(recipe: Xla, handle: KerasModel, context: ApplyContext) -> KerasModel:
 
 @register_handler(Tfjs, "keras")
 def tfjs(recipe: Tfjs, handle: KerasModel, context: ApplyContext) -> Any:
+    """A TF.js model runs in JavaScript, which a Python study cannot time: where the converter works, the
+    row says how big the export is; where it does not, why."""
     spec = recipe.to_spec()
     if version_of("tensorflowjs") is None:
-        raise UnsupportedError(spec, "the TF.js converter (pip package tensorflowjs) is not installed: its releases "
-                                     "pin older TensorFlow / tf_keras / JAX versions than this environment's "
-                                     f"TensorFlow {version_of('tensorflow')}, so the workbench does not install it")
-    raise UnsupportedError(spec, "a TF.js model runs in a JavaScript runtime (tfjs-node or a browser), which this "
-                                 "Python study cannot time; export it with tensorflowjs.converters directly")
+        raise UnsupportedError(spec, "the TF.js converter is not installed, and does not install here: beside "
+                                     f"TensorFlow {version_of('tensorflow')} pip only resolves tensorflowjs 3.18.0 "
+                                     "(2022), which downgrades packaging to 20.9 and fails on import with NumPy 2 "
+                                     "(np.object)")
+    try:
+        import tempfile
+        from pathlib import Path
+
+        from tensorflowjs.converters import save_keras_model  # type: ignore[import-not-found]
+
+        with tempfile.TemporaryDirectory() as tmp, _quiet():
+            options = {"quantization_dtype_map": {recipe.quantize: "*"}} if recipe.quantize != "none" else {}
+            save_keras_model(handle.model, tmp, **options)
+            files = list(Path(tmp).iterdir())
+            size = sum(f.stat().st_size for f in files)
+    except Exception as exc:
+        raise UnsupportedError(spec, f"the TF.js converter failed ({type(exc).__name__}: {_first_line(exc)})") from None
+    raise UnsupportedError(spec, f"exported {size / 1024:.1f} KB in {len(files)} files (model.json + weight "
+                                 "shards); it runs in a JavaScript runtime, which this study cannot time")
