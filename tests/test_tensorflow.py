@@ -19,7 +19,8 @@ tf_keras = pytest.importorskip("tf_keras")
 
 TF_PIPELINES = [
     "tflite", "tflite(xnnpack=false)", "tflite-dynamic", "tflite-fp16", "tflite-int8", "xla",
-    "prune(0.8)", "prune(0.8) + tflite-int8", "cluster(16)", "qat + tflite",
+    "prune(0.8)", "prune(0.8) + tflite-int8", "cluster(16)", "qat + tflite", "prune(0.8, schedule=constant)",
+    "prune(pattern=2:4)",
     "prune(0.8) + cluster(16) + qat + tflite", "tflite-int8 + edgetpu", "tflite + edgetpu",
     "tflite-int8 + tf-micro(flash_kb=512, ram_kb=64)", "tflite-int8 + tf-micro(flash_kb=64, ram_kb=64)", "tfjs",
 ]
@@ -31,9 +32,14 @@ def keras_zoo():
 
 
 @pytest.fixture(scope="session")
-def tf_results(keras_zoo):
+def tf_study(keras_zoo):
     model, task = keras_zoo
-    return wb.Study(model, task, timing=FAST).run(TF_PIPELINES, progress=False)
+    return wb.Study(model, task, timing=FAST)
+
+
+@pytest.fixture(scope="session")
+def tf_results(tf_study):
+    return tf_study.run(TF_PIPELINES, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +153,22 @@ def test_collaborative_optimization_keeps_sparsity_through_clustering_and_qat(ro
     assert "PCQAT" in row["notes"] and "sparsity-preserving" in row["notes"]
     assert row["metric_delta"] >= -0.01
     assert rows.loc["qat + tflite", "precision"] == "int8" and rows.loc["qat + tflite", "metric_delta"] >= -0.01
+
+
+def test_pruning_schedules_and_the_two_of_four_pattern(rows, tf_study):
+    constant = rows.loc["prune(0.8, schedule=constant)"]
+    assert constant["status"] == "ok" and constant["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert "constant schedule" in constant["notes"] and "polynomial schedule" in rows.loc["prune(0.8)", "notes"]
+    assert constant["metric_delta"] >= -0.02  # one-shot pruning recovers less than the gradual schedule
+    two_four = rows.loc["prune(0.5, pattern=2:4)"]
+    assert two_four["status"] == "ok" and two_four["metric_delta"] >= -0.01
+    # the first convolution has one input channel: TF-MOT's m-by-n groups cannot apply, and the row says so
+    assert "left dense (input channels not divisible by 4): conv2d" in two_four["notes"]
+    assert 0.49 <= two_four["sparsity"] <= 0.5
+    for name, kernel in tf_study.handle("prune(pattern=2:4)").weights():
+        if kernel.ndim == 4 and kernel.shape[2] % 4 == 0:  # (kh, kw, in, out): groups of 4 input channels
+            groups = np.moveaxis(kernel, 2, -1).reshape(-1, 4)
+            assert (np.count_nonzero(groups, axis=1) <= 2).all(), name
 
 
 def test_keras3_model_goes_through_the_bridge_for_tfmot(rows):

@@ -340,6 +340,8 @@ class Study:
             notes.append("flops: not measured (measure_flops=False)")
         if self.measure_memory:
             row["peak_mem_bytes"] = self._stage("peak memory", handle.peak_memory, batch)
+            if row["peak_mem_bytes"] is None:
+                notes.append(f"peak memory: not measurable for the {handle.runtime} runtime (no allocator statistics)")
         else:
             notes.append("peak memory: not measured (measure_memory=False)")
 
