@@ -144,6 +144,13 @@ class Task:
         return f"{self.name}: {len(self)} samples, metric {self.metric_name or 'none (fidelity only)'}"
 
 
+def training_data(task: Task | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, y) when the task has labelled classification training data to fine-tune on, else None."""
+    if task is None or task.train is None or task.metric_name != "accuracy":
+        return None
+    return task.train
+
+
 class Unlabelled(Task):
     """Inputs only: the study reports fidelity to the baseline, no task metric."""
 

@@ -17,6 +17,7 @@ from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.quantization import Qat
 from ...recipes.sparsity import Cluster, Prune
+from ...tasks import training_data
 from . import _tf
 from .bridge import bridged_or_unsupported
 from .handle import KerasModel
@@ -66,8 +67,7 @@ def _wrap_layers(model: Any, wrap: Any, supports: Any, kernels_only: bool = True
 
 def _training_data(context: ApplyContext, model: Any) -> tuple[np.ndarray, np.ndarray, Any] | None:
     """(x, y, loss) to fine-tune on: the task's labelled training data with cross-entropy, else None."""
-    task = context.task
-    train = getattr(task, "train", None)
+    train = training_data(context.task)
     if train is None:
         return None
     tfk = _tf.tf_keras()
@@ -92,17 +92,15 @@ def _fit(model: Any, data: tuple | None, epochs: int, lr: float, seed: int, call
                   callbacks=callbacks or [])
         return None if epochs <= 0 else "not fine-tuned: the task has no labelled training data"
     x, y, loss = data
-    steps = epochs * math.ceil(len(x) / BATCH)
-    schedule = tfk.optimizers.schedules.CosineDecay(lr, steps)
+    schedule = tfk.optimizers.schedules.CosineDecay(lr, _steps(len(x), epochs))
     model.compile(tfk.optimizers.Adam(schedule), loss)
     model.fit(x, y, epochs=epochs, batch_size=BATCH, verbose=0, shuffle=True, callbacks=callbacks or [])
     return None
 
 
-def _steps(context: ApplyContext, epochs: int) -> int:
-    train = getattr(context.task, "train", None)
-    n = len(train[0]) if train is not None else BATCH
-    return max(1, epochs) * math.ceil(n / BATCH)
+def _steps(samples: int, epochs: int) -> int:
+    """Optimizer steps of `epochs` fine-tuning epochs over `samples` (what _fit runs)."""
+    return epochs * math.ceil(samples / BATCH)
 
 
 def _result(handle: KerasModel, model: Any, spec: str, notes: list[str], **changes: Any) -> KerasModel:
@@ -128,12 +126,14 @@ def prune(recipe: Prune, handle: KerasModel, context: ApplyContext) -> KerasMode
     model, notes = _source(spec, handle, context)
     sk = tfmot.sparsity.keras
     epochs = recipe.finetune_epochs
-    steps = _steps(context, epochs)
+    data = _training_data(context, model)
     schedule_name = "polynomial" if recipe.schedule == "auto" else recipe.schedule
-    if recipe.pattern == "2:4" or schedule_name == "constant":
+    if data is None or epochs <= 0:  # no fine-tuning steps for a schedule to spread over: prune at once
+        schedule_name = "constant (one-shot, no fine-tuning)"
+    if recipe.pattern == "2:4" or schedule_name != "polynomial":
         schedule = sk.ConstantSparsity(recipe.sparsity, begin_step=0, frequency=1)
     else:  # TF-MOT's usual: from 0 to the target over the first 70% of the steps, then hold
-        end = max(1, int(0.7 * steps))
+        end = max(1, int(0.7 * _steps(len(data[0]), epochs)))
         schedule = sk.PolynomialDecay(0.0, recipe.sparsity, begin_step=0, end_step=end,
                                       frequency=max(1, end // 10))
     options: dict[str, Any] = {"pruning_schedule": schedule}
@@ -155,8 +155,7 @@ def prune(recipe: Prune, handle: KerasModel, context: ApplyContext) -> KerasMode
     if skipped:
         why = "input channels not divisible by 4" if recipe.pattern == "2:4" else "TF-MOT cannot prune these layers"
         notes.append(f"{spec}: left dense ({why}): {', '.join(skipped)}")
-    missing = _fit(pruned, _training_data(context, pruned), epochs, LR["prune"], context.seed,
-                   [sk.UpdatePruningStep()], context.task)
+    missing = _fit(pruned, data, epochs, LR["prune"], context.seed, [sk.UpdatePruningStep()], context.task)
     stripped = sk.strip_pruning(pruned)
     notes.append(f"{spec}: {missing}" if missing else
                  f"{spec}: TF-MOT {schedule_name} schedule over {epochs} fine-tuning epoch(s), then stripped")
@@ -247,7 +246,7 @@ def qat(recipe: Qat, handle: KerasModel, context: ApplyContext) -> KerasModel:
     except Exception as exc:
         raise UnsupportedError(spec, f"TF-MOT could not build the QAT model ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0][:200]})") from None
-    _fit(quantized, (data[0], data[1], data[2]), recipe.epochs, recipe.lr, context.seed)
+    _fit(quantized, data, recipe.epochs, recipe.lr, context.seed)
     notes.append(f"{spec}: {kind}, {recipe.epochs} epoch(s); a float model with fake-quant nodes — "
                  "convert it with tflite to run int8 kernels")
     return _result(handle, quantized, spec, notes, precision="int8-simulated")

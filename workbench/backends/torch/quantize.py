@@ -197,7 +197,8 @@ def qat(recipe: Qat, handle: TorchModel, context: ApplyContext) -> TorchModel:
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 
-    from .training import finetune, training_data
+    from ...tasks import training_data
+    from .training import finetune
 
     spec = recipe.to_spec()
     _require_cpu_float(spec, handle)

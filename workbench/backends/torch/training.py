@@ -5,14 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...tasks import Task
-
-
-def training_data(task: Task | None) -> tuple | None:
-    """(x, y) when the task has labelled training data, else None."""
-    if task is None or task.train is None or task.metric_name != "accuracy":
-        return None
-    return task.train
+from ...tasks import Task, training_data
 
 
 def finetune(module: nn.Module, task: Task | None, epochs: int, lr: float, seed: int = 0,
