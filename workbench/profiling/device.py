@@ -187,7 +187,8 @@ def _accelerated(isa: tuple[str, ...], gpus: tuple[GPU, ...]) -> dict[str, str]:
     return out
 
 
-def _available_cores() -> int:
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), what studies measure with by default."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -260,7 +261,7 @@ def device(measure: bool = True) -> DeviceProfile:
     engines, default_engine, gpus = _torch_facts()
     versions = {"workbench": version_of("efficiency-workbench") or "dev", "python": platform.python_version()}
     versions.update({name: v for name in FRAMEWORKS if (v := version_of(name))})
-    cores = _available_cores()
+    cores = available_cores()
     identity = json.dumps([cpu_model, arch, isa, cores, [dataclasses.asdict(g) for g in gpus], versions])
     fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
     peaks = _measured_peaks(fingerprint, cores) if measure else {}

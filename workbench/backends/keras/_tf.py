@@ -21,9 +21,9 @@ _configured = False
 
 def tf() -> ModuleType:
     global _configured
-    import sys
+    if _configured:
+        import sys
 
-    if "tensorflow" in sys.modules and _configured:
         return sys.modules["tensorflow"]
     from ..._native import quiet_native_stderr
 
@@ -41,12 +41,10 @@ def tf() -> ModuleType:
 def _pin_threads(module: ModuleType) -> None:
     """TensorFlow fixes its thread pools when it first runs an op: size them to the cores this process may use
     (what a study measures with by default) before that happens. Too late (TF already ran) keeps its own."""
+    from ...profiling.device import available_cores
+
     try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n = os.cpu_count() or 1
-    try:
-        module.config.threading.set_intra_op_parallelism_threads(n)
+        module.config.threading.set_intra_op_parallelism_threads(available_cores())
         module.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass

@@ -49,7 +49,7 @@ def to_tf_keras(handle: KerasModel, example: np.ndarray | None = None) -> tuple[
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":
             continue
-        nodes = [n for n in layer._inbound_nodes]
+        nodes = list(layer._inbound_nodes)
         if len(nodes) != 1:
             problems.append(f"{layer.name} ({type(layer).__name__}) is used {len(nodes)} times (shared layer)")
             continue

@@ -47,9 +47,8 @@ def _converter(handle: KerasModel) -> Any:
         return tf.lite.TFLiteConverter.from_keras_model(handle.model)
     # tf_keras models and subclassed models: convert the traced function (what from_keras_model does inside)
     shape = handle.input_shape() or (None,) + tuple(np.asarray(handle.example_input).shape[1:])
-    spec = tf.TensorSpec((None,) + tuple(shape[1:]), tf.float32)
-    fn = tf.function(lambda x: handle.model(x, training=False))
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(spec)], handle.model)
+    return tf.lite.TFLiteConverter.from_concrete_functions([handle.concrete_function((None,) + tuple(shape[1:]))],
+                                                           handle.model)
 
 
 def convert(recipe: _Tflite, handle: KerasModel, context: ApplyContext) -> LiteModel:

@@ -15,7 +15,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.tensorflow import EdgeTpu, TfMicro
-from .litert import LiteModel, constant_tensors, op_names, parse, type_names
+from .litert import LiteModel, constant_tensors, ints, op_names, parse, type_names
 
 #: ops the EdgeTPU compiler maps (coral.ai/docs/edgetpu/models-intro, "Supported operations")
 EDGETPU_OPS = frozenset({
@@ -47,15 +47,14 @@ def edgetpu_report(model: bytes) -> EdgeTpuReport:
     constant = {id(t) for t, _ in constant_tensors(tree)}
     for subgraph in tree.subgraphs or []:
         tensors = subgraph.tensors or []
-        inputs = {int(t) for t in (subgraph.inputs if subgraph.inputs is not None else [])}
-        outputs = {int(t) for t in (subgraph.outputs if subgraph.outputs is not None else [])}
+        inputs, outputs = set(ints(subgraph.inputs)), set(ints(subgraph.outputs))
         for i, op in enumerate(subgraph.operators or []):
             count += 1
             code = tree.operatorCodes[op.opcodeIndex]
             name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"CUSTOM({code.customCode!r})")
             where = f"op {i} {name}"
-            op_inputs = [int(t) for t in (op.inputs if op.inputs is not None else []) if t >= 0]
-            op_outputs = [int(t) for t in (op.outputs if op.outputs is not None else [])]
+            op_inputs = [t for t in ints(op.inputs) if t >= 0]  # -1: an optional input left out
+            op_outputs = ints(op.outputs)
             if (name == "QUANTIZE" and set(op_inputs) & inputs) or (name == "DEQUANTIZE" and set(op_outputs) & outputs):
                 on_cpu.append(where)
                 continue
@@ -74,7 +73,7 @@ def edgetpu_report(model: bytes) -> EdgeTpuReport:
                 if signature is not None and any(int(s) < 0 for s in list(signature)[1:]):
                     offenders.append(f"{where}: dynamic tensor size (EdgeTPU needs static shapes)")
                     break
-                shape = [int(s) for s in (tensors[t].shape if tensors[t].shape is not None else [])]
+                shape = ints(tensors[t].shape)
                 if len([s for s in shape[:-3] if s > 1]) > 0:
                     offenders.append(f"{where}: a tensor of shape {shape} (only the 3 innermost dimensions may exceed 1)")
                     break
@@ -108,20 +107,20 @@ def micro_fit(model: bytes, flash_bytes: int, ram_bytes: int) -> MicroFit:
         tensors = subgraph.tensors or []
         ops = subgraph.operators or []
         count += len(tensors)
-        first: dict[int, int] = {t: 0 for t in (subgraph.inputs if subgraph.inputs is not None else [])}
-        last: dict[int, int] = {t: len(ops) for t in (subgraph.outputs if subgraph.outputs is not None else [])}
+        first: dict[int, int] = dict.fromkeys(ints(subgraph.inputs), 0)
+        last: dict[int, int] = dict.fromkeys(ints(subgraph.outputs), len(ops))
         for i, op in enumerate(ops):
-            for t in (op.outputs if op.outputs is not None else []):
-                first.setdefault(int(t), i)
-            for t in (op.inputs if op.inputs is not None else []):
+            for t in ints(op.outputs):
+                first.setdefault(t, i)
+            for t in ints(op.inputs):
                 if t >= 0:
-                    last[int(t)] = max(last.get(int(t), i), i)
+                    last[t] = max(last.get(t, i), i)
         sizes = {}
-        for t, start in first.items():
+        for t in first:
             tensor = tensors[t]
             if id(tensor) in constant:
                 continue
-            shape = [int(s) for s in (tensor.shape if tensor.shape is not None else [])]
+            shape = ints(tensor.shape)
             if shape:
                 shape[0] = 1
             sizes[t] = int(np.prod(shape or [1])) * itemsize.get(types.get(tensor.type, ""), 4)
@@ -161,6 +160,5 @@ def tf_micro(recipe: TfMicro, handle: LiteModel, context: ApplyContext) -> LiteM
 
 
 def _checked(handle: LiteModel, spec: str, note: str) -> Any:
-    new = LiteModel(handle.model, handle.source, precision=handle.precision, xnnpack=handle.xnnpack,
-                    lineage=handle.lineage + (spec,), notes=handle.notes + (note,))
-    return new
+    """The same flatbuffer (and interpreters), with the check in its lineage and notes."""
+    return handle.evolve(lineage=handle.lineage + (spec,), notes=handle.notes + (note,))

@@ -83,12 +83,15 @@ class KerasModel(ModelHandle):
         return f"TensorFlow {tf.__version__} {lib}{' + XLA' if self.jit_compile else ''} (intra-op threads {threads})"
 
     def function(self) -> Callable:
+        """The model's inference call as a tf.function (XLA-compiled where `jit_compile`), built once."""
         if self._fn is None:
-            tf = _tf.tf()
-            model = self.model
-            self._fn = tf.function(lambda x: model(x, training=False), jit_compile=self.jit_compile,
-                                   reduce_retracing=True)
+            self._fn = inference_function(self.model, jit_compile=self.jit_compile)
         return self._fn
+
+    def concrete_function(self, batch_shape: tuple) -> Any:
+        """The plain (non-XLA) inference graph for inputs of `batch_shape` (None: any batch size)."""
+        tf = _tf.tf()
+        return inference_function(self.model).get_concrete_function(tf.TensorSpec(batch_shape, tf.float32))
 
     def _as_tensor(self, batch: Any):
         tf = _tf.tf()
@@ -123,20 +126,13 @@ class KerasModel(ModelHandle):
         """Keras 3: the `.keras` archive; tf_keras: HDF5 without the optimizer (TF-MOT's convention)."""
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "HDF5 is a legacy format": it is TF-MOT's format, on purpose
-            if self.flavor == "keras3":
-                path = os.path.join(tmp, "model.keras")
-                try:
-                    self.model.save(path)
-                except Exception:  # a subclassed model without get_config: its weights are what ships
-                    path = os.path.join(tmp, "model.weights.h5")
-                    self.model.save_weights(path)
-            else:
-                path = os.path.join(tmp, "model.h5")
-                try:
-                    self.model.save(path, include_optimizer=False)
-                except Exception:
-                    path = os.path.join(tmp, "model.weights.h5")
-                    self.model.save_weights(path)
+            name, options = ("model.keras", {}) if self.flavor == "keras3" else ("model.h5", {"include_optimizer": False})
+            path = os.path.join(tmp, name)
+            try:
+                self.model.save(path, **options)
+            except Exception:  # a subclassed model without get_config: its weights are what ships
+                path = os.path.join(tmp, "model.weights.h5")
+                self.model.save_weights(path)
             with open(path, "rb") as f:
                 return f.read()
 
@@ -159,7 +155,18 @@ class KerasModel(ModelHandle):
 
     def flops(self, batch: Any) -> int | None:
         """Floating-point operations of one forward pass, counted by TensorFlow's profiler on the frozen graph."""
-        return graph_flops(self.model, np.asarray(batch).shape)
+        tf = _tf.tf()
+        try:
+            from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+            frozen = convert_variables_to_constants_v2(self.concrete_function(np.asarray(batch).shape))
+            options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+            options["output"] = "none"
+            info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
+                                                 options=options)
+            return int(info.total_float_ops) or None
+        except Exception:
+            return None
 
     def input_shape(self) -> tuple | None:
         shape = getattr(self.model, "input_shape", None)
@@ -168,18 +175,6 @@ class KerasModel(ModelHandle):
         return tuple(shape) if shape is not None else None
 
 
-def graph_flops(model: Any, shape: tuple) -> int | None:
+def inference_function(model: Any, jit_compile: bool = False) -> Any:
     tf = _tf.tf()
-    try:
-        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-            tf.TensorSpec(shape, tf.float32))
-        frozen = convert_variables_to_constants_v2(concrete)
-        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-        options["output"] = "none"
-        info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
-                                             options=options)
-        return int(info.total_float_ops) or None
-    except Exception:
-        return None
+    return tf.function(lambda x: model(x, training=False), jit_compile=jit_compile, reduce_retracing=True)

@@ -41,6 +41,11 @@ def op_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
+def ints(values: Any) -> list[int]:
+    """A schema field of indices or dimensions (a NumPy array, or None where the file leaves it out) as ints."""
+    return [] if values is None else [int(v) for v in values]
+
+
 def constant_tensors(tree: Any) -> Iterator[tuple[Any, np.ndarray]]:
     """(tensor, values) of every tensor that holds data in the file (weights, biases, scales, shapes)."""
     names = type_names()
@@ -54,7 +59,7 @@ def constant_tensors(tree: Any) -> Iterator[tuple[Any, np.ndarray]]:
             if dtype is None:
                 continue
             values = np.frombuffer(np.asarray(data, dtype=np.uint8).tobytes(), dtype=dtype)
-            shape = [int(s) for s in (tensor.shape if tensor.shape is not None else [])]
+            shape = ints(tensor.shape)
             if int(np.prod(shape)) == values.size:
                 values = values.reshape(shape)
             yield tensor, values
@@ -115,10 +120,15 @@ class LiteModel(ThreadedRuntime, ModelHandle):
             x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
         return np.ascontiguousarray(x)
 
-    def predict(self, batch: Any) -> np.ndarray:
+    def _loaded(self, batch: Any) -> Any:
+        """The interpreter for this batch's shape, with the batch set as its input."""
         x = self._prepare(batch)
         interpreter = self._interpreter(x.shape)
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        return interpreter
+
+    def predict(self, batch: Any) -> np.ndarray:
+        interpreter = self._loaded(batch)
         interpreter.invoke()
         detail = interpreter.get_output_details()[0]
         out = interpreter.get_tensor(detail["index"])
@@ -128,10 +138,7 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         return np.asarray(out, dtype=np.float32)
 
     def runner(self, batch: Any) -> Callable[[], object]:
-        x = self._prepare(batch)
-        interpreter = self._interpreter(x.shape)
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-        return interpreter.invoke
+        return self._loaded(batch).invoke
 
     def serialize(self) -> bytes:
         return self.model
