@@ -10,7 +10,7 @@ MODEL   ?= digits-cnn
 
 PORT    ?= 8866
 
-.PHONY: run sweep test bench setup setup-dev browser clean
+.PHONY: run sweep test lint bench setup setup-dev browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,11 @@ sweep: setup
 	$(BIN)/workbench run --model $(MODEL) --recipes "$(RECIPES)" --out artifacts/results.csv
 
 test: setup-dev browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+lint: setup-dev
+	$(BIN)/ruff check .
 
 bench: setup-dev browser
 	$(BIN)/python benchmarks/run.py

@@ -28,8 +28,8 @@ def run(rounds: int, timing: TimingConfig, threads: int, batch: int = 32) -> lis
 
     # Cross-check: our median against torch.utils.benchmark.Timer, same model, inputs and threads.
     cnn, cnn_task = wb.zoo.load("digits-cnn")
-    xs = cnn.to_input(cnn_task.sample(batch))
-    module = cnn.module
+    xs = cnn.prepare(cnn_task.sample(batch))
+    module = cnn.payload
     ours, theirs = [], []
     with cnn.session(threads):
         run_once = cnn.runner(cnn_task.sample(batch))

@@ -16,6 +16,20 @@ FAST = wb.TimingConfig(min_time_s=0.05, min_runs=10, warmup_runs=2)
 STANDARD_PIPELINES = ["int8-dynamic", "prune(0.5)", "fold-bn + int8-dynamic", "fold-bn"]
 
 
+def kill_after(proc, done: int) -> list[str]:
+    """Read a sweep subprocess's "done <pipeline>" lines; after `done` of them, SIGKILL it. Returns them."""
+    import signal
+
+    finished = []
+    for line in proc.stdout:
+        finished.append(line.split(" ", 1)[1].strip())
+        if len(finished) == done:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return finished
+
+
 @pytest.fixture(scope="session")
 def device():
     return wb.device()

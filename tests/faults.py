@@ -18,7 +18,7 @@ def _recipe(name: str):
             return fn
         cls = dataclass(frozen=True)(type(f"_{name.replace('-', '_')}", (Recipe,),
                                           {"__module__": __name__, "name": name, "kind": "graph",
-                                           "frameworks": ("torch",), "__annotations__": {}}))
+                                           "formats": ("torch",), "__annotations__": {}}))
         globals()[cls.__name__] = cls
         register_recipe(cls)
         register_handler(cls, "torch")(fn)

@@ -10,8 +10,17 @@ import torch
 from torch import nn
 
 import workbench as wb
-from workbench.errors import (DataError, IncompatibleRecipesError, MeasurementError, ModelError, ParameterError,
-                              SpecError, UnknownNameError, UnsafeModelError, WorkbenchError)
+from workbench.errors import (
+    DataError,
+    IncompatibleRecipesError,
+    MeasurementError,
+    ModelError,
+    ParameterError,
+    SpecError,
+    UnknownNameError,
+    UnsafeModelError,
+    WorkbenchError,
+)
 
 from . import faults  # noqa: F401
 from .conftest import FAST
@@ -117,9 +126,9 @@ CASES = {
     "too few classes": (lambda s, t: wb.Study(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)),
                                               wb.tasks.Classification(*_digits())), DataError, "labels go up to 7"),
     # -- settings ----------------------------------------------------------------------------------------
-    "zero batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=0), DataError, "batch_size"),
-    "negative batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=-3), DataError, "batch_size"),
-    "zero threads": (lambda s, t: wb.Study(t[0], t[1], threads=0), DataError, "threads"),
+    "zero batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=0), ParameterError, "batch_size"),
+    "negative batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=-3), ParameterError, "batch_size"),
+    "zero threads": (lambda s, t: wb.Study(t[0], t[1], threads=0), ParameterError, "threads"),
     "negative timing": (lambda s, t: wb.TimingConfig(min_time_s=-1), MeasurementError, "min_time_s"),
     "negative timeout": (lambda s, t: wb.ProcessExecutor(timeout_s=-5), WorkbenchError, "positive number"),
     "unknown executor": (lambda s, t: wb.Study(t[0], t[1], executor="gpu-farm"), UnknownNameError, "process"),

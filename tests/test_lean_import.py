@@ -29,7 +29,7 @@ def test_public_api_is_pinned():
         "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
         "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
         "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
-    "TrainingStudy",
+        "TrainingStudy", "Trial", "TrialRecord",
         "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError",
         "__version__", "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
         "text", "wrap", "zoo",

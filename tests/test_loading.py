@@ -28,7 +28,7 @@ class _Payload:
 def cnn_weights(cnn, tmp_path):
     model, _ = cnn
     path = tmp_path / "cnn.pt"
-    torch.save(model.module.state_dict(), path)
+    torch.save(model.payload.state_dict(), path)
     return path
 
 
@@ -47,7 +47,7 @@ def test_safetensors(cnn, tmp_path):
 
     model, task = cnn
     path = tmp_path / "cnn.safetensors"
-    save_file({k: v.contiguous() for k, v in model.module.state_dict().items()}, str(path))
+    save_file({k: v.contiguous() for k, v in model.payload.state_dict().items()}, str(path))
     loaded = wb.load_model(path, architecture=build("digits-cnn"))
     np.testing.assert_allclose(_outputs(loaded, task), _outputs(model, task), atol=1e-6)
 
@@ -55,7 +55,7 @@ def test_safetensors(cnn, tmp_path):
 def test_torchscript_archive(cnn, tmp_path):
     model, task = cnn
     path = tmp_path / "cnn.ts"
-    torch.jit.save(torch.jit.trace(model.module, model.to_input(task.sample(2))), str(path))
+    torch.jit.save(torch.jit.trace(model.payload, model.prepare(task.sample(2))), str(path))
     loaded = wb.load_model(path)
     np.testing.assert_allclose(_outputs(loaded, task), _outputs(model, task), atol=1e-5)
 

@@ -3,11 +3,11 @@ stored without outputs; Binder's environment stays in step with pyproject."""
 
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import nbformat
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))

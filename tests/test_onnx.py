@@ -12,14 +12,14 @@ from .conftest import FAST
 
 @pytest.fixture(scope="module")
 def ort_rows(cnn_study):
-    return cnn_study.run(["to-onnx", "to-onnx(level=disable)", "to-onnx + ort-int8-dynamic",
-                          "to-onnx + ort-int8-static", "prune(0.5) + to-onnx", "fold-bn + to-onnx"],
+    return cnn_study.run(["to-onnx", "to-onnx(level=disable)", "to-onnx + int8-dynamic",
+                          "to-onnx + int8-static", "prune(0.5) + to-onnx", "fold-bn + to-onnx"],
                          progress=False).frame.set_index("pipeline")
 
 
 @pytest.mark.parametrize("spec, min_fidelity", [("to-onnx", 1.0), ("to-onnx(level=disable)", 1.0),
-                                               ("to-onnx + ort-int8-dynamic", 0.98),
-                                               ("to-onnx + ort-int8-static", 0.98), ("fold-bn + to-onnx", 1.0)])
+                                               ("to-onnx + int8-dynamic", 0.98),
+                                               ("to-onnx + int8-static", 0.98), ("fold-bn + to-onnx", 1.0)])
 def test_ort_trials_are_faithful(ort_rows, spec, min_fidelity):
     row = ort_rows.loc[spec]
     assert row["status"] == "ok", row["error"]
@@ -30,8 +30,8 @@ def test_ort_trials_are_faithful(ort_rows, spec, min_fidelity):
 
 def test_ort_fp32_matches_torch_and_int8_is_smaller(ort_rows, cnn_study):
     assert ort_rows.loc["to-onnx", "fidelity_max_abs"] < 1e-4
-    assert ort_rows.loc["to-onnx + ort-int8-static", "size_bytes"] < 0.5 * ort_rows.loc["to-onnx", "size_bytes"]
-    assert ort_rows.loc["to-onnx + ort-int8-dynamic", "precision"] == "int8"
+    assert ort_rows.loc["to-onnx + int8-static", "size_bytes"] < 0.5 * ort_rows.loc["to-onnx", "size_bytes"]
+    assert ort_rows.loc["to-onnx + int8-dynamic", "precision"] == "int8"
     assert ort_rows.loc["prune(0.5) + to-onnx", "sparsity"] == pytest.approx(0.5, abs=0.02)
     assert ort_rows.loc["to-onnx", "flops"] == ort_rows.loc["baseline", "flops"]
     model = onnx.load_from_string(cnn_study.handle("to-onnx").serialize())
@@ -40,7 +40,7 @@ def test_ort_fp32_matches_torch_and_int8_is_smaller(ort_rows, cnn_study):
 
 
 def test_isa_aware_int8_defaults_say_what_was_chosen(ort_rows, device):
-    notes = ort_rows.loc["to-onnx + ort-int8-dynamic", "notes"]
+    notes = ort_rows.loc["to-onnx + int8-dynamic", "notes"]
     if device.int8_reduce_range:
         assert "7-bit weights (reduce_range)" in notes
     else:
@@ -59,7 +59,7 @@ def test_threads_are_set_on_the_session(cnn_study):
 def test_what_cannot_work(cnn):
     model, task = cnn
     with pytest.raises(IncompatibleRecipesError, match="put to-onnx before it"):
-        wb.Pipeline.parse("ort-int8-dynamic")
+        wb.Pipeline.parse("ort-int8-dynamic")  # an old name keeps its meaning
     with pytest.raises(IncompatibleRecipesError, match="two runtimes"):
         wb.Pipeline.parse("to-onnx + compile")
     with pytest.raises(ParameterError, match="disable, basic, extended, all"):

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 import workbench as wb
-from workbench.errors import (IncompatibleRecipesError, ParameterError, SpecError, UnknownNameError)
+from workbench.errors import IncompatibleRecipesError, ParameterError, SpecError, UnknownNameError
 from workbench.recipes import Int8Dynamic, Pipeline, Prune
 
 
@@ -57,7 +57,7 @@ def test_unknown_recipe_lists_the_known_ones():
     ("prune(half)", "a number"),
     ("prune(true)", "a number"),
     ("int8-dynamic(engine=tpu)", "one of auto, x86, fbgemm, qnnpack, onednn"),
-    ("int8-dynamic(per_channel=2)", "true or false"),
+    ("int8-dynamic(per_channel=2)", "true, false or auto"),
     ("prune(0.5, unstructured, 3, auto, 4)", "at most 4 positional"),
     ("prune(0.5, 0.6)", "pattern=0.6 is invalid; expected a word"),
     ("prune(amount=0.5)", "one of the parameters of prune: sparsity"),

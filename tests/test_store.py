@@ -1,7 +1,6 @@
 """The durable store: resume after SIGKILL without losing a finished trial; concurrent writers; the cache key."""
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import workbench as wb
 from workbench.errors import DataError, WorkbenchError
 from workbench.store import ResultsStore
 
-from .conftest import FAST
+from .conftest import FAST, kill_after
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = ["prune(0.1)", "prune(0.2)", "prune(0.3)", "prune(0.4)", "prune(0.5)", "prune(0.6)", "prune(0.7)",
@@ -39,14 +38,7 @@ def _sweep(store: Path, min_time: float, specs=SWEEP) -> subprocess.Popen:
 @pytest.mark.slow
 def test_sigkill_midway_loses_no_finished_trial_and_resumes(tmp_path, cnn):
     store_path = tmp_path / "sweep.db"
-    proc = _sweep(store_path, 0.3)
-    finished = []
-    for line in proc.stdout:
-        finished.append(line.split(" ", 1)[1].strip())
-        if len(finished) == 4:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    finished = kill_after(_sweep(store_path, 0.3), 4)
     store = ResultsStore(store_path)
     assert store.check() == "ok"
     stored = {r["pipeline"] for r in store.rows()}
@@ -87,22 +79,22 @@ def test_cache_key_changes_with_every_input(cnn, tmp_path):
     def key(**changes):
         kwargs = dict(model=model, task=task, timing=FAST, store=store)
         kwargs.update(changes)
-        return wb.Study(**kwargs)._trial_id(wb.Pipeline.parse("fold-bn"))
+        return wb.Study(**kwargs).bench.trial_id(wb.Pipeline.parse("fold-bn"))
 
     base = key()
-    other_weights = model.evolve(module=__import__("copy").deepcopy(model.module))
+    other_weights = model.evolve(payload=__import__("copy").deepcopy(model.payload))
     with __import__("torch").no_grad():
-        next(other_weights.module.parameters()).add_(1e-3)
+        next(other_weights.payload.parameters()).add_(1e-3)
     assert key(model=other_weights) != base                              # weights
     assert key(task=wb.tasks.Classification(task.inputs[:100], task.labels[:100])) != base  # task data
     assert key(timing=wb.TimingConfig(min_time_s=0.06, min_runs=10)) != base                # measuring
     assert key(batch_size=8) != base and key(threads=1) != base
-    assert wb.Study(model, task, timing=FAST)._trial_id(wb.Pipeline.parse("fold-bn + int8-dynamic")) != base  # spec
+    assert wb.Study(model, task, timing=FAST).bench.trial_id(wb.Pipeline.parse("fold-bn + int8-dynamic")) != base  # spec
     profile = wb.device()
     import dataclasses
     moved = dataclasses.replace(profile, fingerprint="another-machine")
     assert key(device_profile=moved) != base                              # device and library versions
-    assert wb.Study(model, task, timing=FAST)._trial_id(wb.Pipeline.parse("fold-bn")) == base  # and stable
+    assert wb.Study(model, task, timing=FAST).bench.trial_id(wb.Pipeline.parse("fold-bn")) == base  # and stable
 
 
 def test_failed_trials_are_retried_from_a_store(tmp_path, cnn):

@@ -20,7 +20,7 @@ from .conftest import FAST, STANDARD_PIPELINES
 class _Explode(Recipe):
     name = "test-explode"
     kind = "graph"
-    frameworks = ("torch",)
+    formats = ("torch",)
 
 
 @register_handler(_Explode, "torch")
@@ -33,17 +33,17 @@ def _explode(recipe, handle, context):
 class _Poison(Recipe):
     name = "test-nan"
     kind = "weights"
-    frameworks = ("torch",)
+    formats = ("torch",)
 
 
 @register_handler(_Poison, "torch")
 def _poison(recipe, handle, context):
     import copy
 
-    module = copy.deepcopy(handle.module)
+    module = copy.deepcopy(handle.payload)
     with torch.no_grad():
         next(module.parameters()).fill_(float("nan"))
-    return handle.evolve(module=module, lineage=handle.lineage + (recipe.to_spec(),))
+    return handle.evolve(payload=module)
 
 
 @register_recipe
@@ -51,7 +51,7 @@ def _poison(recipe, handle, context):
 class _KerasOnly(Recipe):
     name = "test-keras-only"
     kind = "graph"
-    frameworks = ("tensorflow",)
+    formats = ("keras",)
 
 
 def test_every_schema_column_is_there_and_filled(cnn_results):
@@ -145,14 +145,14 @@ def test_unsupported_recipe_for_the_model_is_a_row(mlp):
 
 
 def test_user_mistakes_raise_before_anything_runs(cnn_study):
-    measured_before = set(cnn_study._rows)
+    measured_before = set(cnn_study.results().frame["pipeline"])
     with pytest.raises(UnknownNameError):
         cnn_study.run(["prune(0.5)", "int4-magic"], progress=False)
     with pytest.raises(SpecError):
         cnn_study.run("prune(0.5", progress=False)
     with pytest.raises(wb.ParameterError, match=r"\[0.0, 1.0\)"):
         cnn_study.run(["prune(1.5)"], progress=False)
-    assert set(cnn_study._rows) == measured_before
+    assert set(cnn_study.results().frame["pipeline"]) == measured_before
 
 
 def test_a_model_whose_forward_raises():
@@ -180,9 +180,9 @@ def test_bad_study_arguments():
         wb.Study(object(), task)
     with pytest.raises(DataError, match="workbench Task"):
         wb.Study(nn.Linear(3, 2), (np.ones((4, 3)), np.zeros(4)))
-    with pytest.raises(DataError, match="batch_size"):
+    with pytest.raises(wb.ParameterError, match="batch_size"):
         wb.Study(nn.Linear(3, 2), task, batch_size=0)
-    with pytest.raises(DataError, match="threads"):
+    with pytest.raises(wb.ParameterError, match="threads"):
         wb.Study(nn.Linear(3, 2), task, threads=-1)
     with pytest.raises(DataError, match="labels go up to"):
         wb.Study(nn.Linear(3, 1), wb.tasks.Classification(np.ones((4, 3), np.float32), np.array([0, 1, 2, 3])))

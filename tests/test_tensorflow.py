@@ -18,11 +18,11 @@ keras = pytest.importorskip("keras")
 tf_keras = pytest.importorskip("tf_keras")
 
 TF_PIPELINES = [
-    "tflite", "tflite(xnnpack=false)", "tflite-dynamic", "tflite-fp16", "tflite-int8", "xla",
-    "prune(0.8)", "prune(0.8) + tflite-int8", "cluster(16)", "qat + tflite", "prune(0.8, schedule=constant)",
+    "tflite", "tflite(xnnpack=false)", "int8-dynamic", "fp16", "int8-static", "xla",
+    "prune(0.8)", "prune(0.8) + int8-static", "cluster(16)", "qat + tflite", "prune(0.8, schedule=constant)",
     "prune(pattern=2:4)",
-    "prune(0.8) + cluster(16) + qat + tflite", "tflite-int8 + edgetpu", "tflite + edgetpu",
-    "tflite-int8 + tf-micro(flash_kb=512, ram_kb=64)", "tflite-int8 + tf-micro(flash_kb=64, ram_kb=64)", "tfjs",
+    "prune(0.8) + cluster(16) + qat + tflite", "int8-static + edgetpu", "tflite + edgetpu",
+    "int8-static + tf-micro(flash_kb=512, ram_kb=64)", "int8-static + tf-micro(flash_kb=64, ram_kb=64)", "tfjs",
 ]
 
 
@@ -75,9 +75,9 @@ def test_the_handle_owns_a_copy_and_serializes_without_optimizer_state(keras_zoo
     from workbench.backends.keras import KerasModel
 
     model, task = keras_zoo
-    original = model.model
+    original = model.payload
     handle = KerasModel(original, task.inputs[:1])
-    assert handle.model is not original
+    assert handle.payload is not original
     np.testing.assert_allclose(handle.predict(task.inputs[:16]), model.predict(task.inputs[:16]), atol=1e-5)
     blob = handle.serialize()
     params = handle.weight_stats().params
@@ -106,7 +106,7 @@ def test_tf_pipelines_share_one_results_frame_and_chart_with_torch_rows(tf_resul
 
 def test_tflite_variants_are_measured_in_the_interpreter(rows):
     base = rows.loc["baseline"]
-    for spec in ("tflite", "tflite(xnnpack=false)", "tflite-dynamic", "tflite-fp16", "tflite-int8"):
+    for spec in ("tflite", "tflite(xnnpack=false)", "int8-dynamic", "fp16", "int8-static"):
         row = rows.loc[spec]
         assert row["status"] == "ok", row["error"]
         assert row["runtime"] == "litert"
@@ -115,11 +115,11 @@ def test_tflite_variants_are_measured_in_the_interpreter(rows):
         assert row["latency_ms_p50"] > 0
     assert "XNNPACK on" in rows.loc["tflite", "engine"] and "XNNPACK off" in rows.loc["tflite(xnnpack=false)", "engine"]
     assert rows.loc["tflite", "fidelity_max_abs"] < 1e-3  # fp32 flatbuffer computes the same function
-    assert rows.loc["tflite-int8", "precision"] == "int8"
-    assert rows.loc["tflite-fp16", "precision"] == "fp16-weights"
+    assert rows.loc["int8-static", "precision"] == "int8"
+    assert rows.loc["fp16", "precision"] == "fp16-weights"
     # int8 weights: about a quarter of the fp32 flatbuffer; fp16: about half
-    assert rows.loc["tflite-int8", "size_bytes"] < 0.3 * rows.loc["tflite", "size_bytes"]
-    assert rows.loc["tflite-fp16", "size_bytes"] < 0.55 * rows.loc["tflite", "size_bytes"]
+    assert rows.loc["int8-static", "size_bytes"] < 0.3 * rows.loc["tflite", "size_bytes"]
+    assert rows.loc["fp16", "size_bytes"] < 0.55 * rows.loc["tflite", "size_bytes"]
     assert base["size_bytes"] > rows.loc["tflite", "size_bytes"]
 
 
@@ -131,7 +131,7 @@ def test_xla_reports_compilation_apart_from_steady_state(rows):
 
 
 def test_prune_then_full_int8_is_ten_times_smaller_gzipped_at_one_point(rows):
-    base, row = rows.loc["baseline"], rows.loc["prune(0.8) + tflite-int8"]
+    base, row = rows.loc["baseline"], rows.loc["prune(0.8) + int8-static"]
     assert row["status"] == "ok"
     assert row["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert row["metric_delta"] >= -0.01
@@ -180,14 +180,14 @@ def test_keras3_model_goes_through_the_bridge_for_tfmot(rows):
 
 
 def test_edge_checks_name_their_findings(rows):
-    ok = rows.loc["tflite-int8 + edgetpu"]
+    ok = rows.loc["int8-static + edgetpu"]
     assert ok["status"] == "ok" and "EdgeTPU-supported" in ok["notes"] and "QUANTIZE" in ok["notes"]
     bad = rows.loc["tflite + edgetpu"]
     assert bad["status"] == "unsupported"
-    assert "CONV_2D" in bad["error"] and "not int8" in bad["error"] and "tflite-int8" in bad["error"]
-    fits = rows.loc["tflite-int8 + tf-micro(flash_kb=512, ram_kb=64)"]
+    assert "CONV_2D" in bad["error"] and "not int8" in bad["error"] and "int8-static" in bad["error"]
+    fits = rows.loc["int8-static + tf-micro(flash_kb=512, ram_kb=64)"]
     assert fits["status"] == "ok" and "fits" in fits["notes"]
-    small = rows.loc["tflite-int8 + tf-micro(flash_kb=64, ram_kb=64)"]
+    small = rows.loc["int8-static + tf-micro(flash_kb=64, ram_kb=64)"]
     assert small["status"] == "unsupported" and "does not fit" in small["error"] and "64 KB flash" in small["error"]
     assert rows.loc["tfjs", "status"] == "unsupported" and "tensorflowjs" in rows.loc["tfjs", "error"]
 
@@ -199,11 +199,11 @@ def test_micro_arena_estimate_counts_the_live_activations():
                               keras.layers.Flatten(), keras.layers.Dense(10)])
     x = np.random.default_rng(0).random((32, 8, 8, 1)).astype(np.float32)
     lite = wb.recipes.Tflite().apply(wb.wrap(model, x[:1]))
-    fit = micro_fit(lite.model, 1 << 20, 1 << 20)
+    fit = micro_fit(lite.payload, 1 << 20, 1 << 20)
     # conv input (8*8*1) + output (8*8*16) float32 alive together, batch 1
     assert fit.arena_bytes >= (64 + 1024) * 4
     assert fit.arena_bytes < 4 * (64 + 1024 + 1024 + 10) * 4
-    assert fit.flash_bytes == len(lite.model) and fit.fits
+    assert fit.flash_bytes == len(lite.payload) and fit.fits
 
 
 def test_targets_and_orders_that_make_no_sense_are_refused_before_running():
@@ -214,14 +214,16 @@ def test_targets_and_orders_that_make_no_sense_are_refused_before_running():
     with pytest.raises(wb.IncompatibleRecipesError, match="two runtimes"):
         wb.Pipeline.parse("xla + tflite")
     with pytest.raises(wb.ParameterError, match="io"):
-        wb.Pipeline.parse("tflite-int8(io=int4)")
+        wb.Pipeline.parse("int8-static(io=int4)")
 
 
 def test_torch_only_and_keras_only_recipes_say_so(cnn_study, rows):
     row = cnn_study.trial("cluster(16)")
     assert row["status"] == "unsupported" and "keras" in row["error"]
-    torch_poly = cnn_study.trial("prune(0.5, schedule=polynomial)")
-    assert torch_poly["status"] == "unsupported" and "one-shot" in torch_poly["error"]
+    torch_poly = cnn_study.trial("prune(0.5, pattern=channel, schedule=polynomial)")
+    assert torch_poly["status"] == "unsupported" and "pruned at once" in torch_poly["error"]
+    grown = cnn_study.trial("prune(0.5, schedule=polynomial)")  # torch grows unstructured sparsity in stages
+    assert grown["status"] == "ok" and "3 stages" in grown["notes"] and abs(grown["sparsity"] - 0.5) < 0.01
 
 
 # -- other inputs: tf_keras models, functional Keras 3 models with branches ------------------------
@@ -234,12 +236,12 @@ def test_a_tf_keras_model_converts_and_prunes_without_the_bridge(digits_data):
     model.compile(tf_keras.optimizers.Adam(3e-3),
                   tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=15, verbose=0)
-    results = wb.Study(model, _task(digits_data), timing=FAST).run("prune(0.7); tflite-int8", progress=False)
+    results = wb.Study(model, _task(digits_data), timing=FAST).run("prune(0.7); int8-static", progress=False)
     rows = results.frame.set_index("pipeline")
     assert rows.loc["baseline", "metric"] > 0.9
     assert rows.loc["prune(0.7)", "status"] == "ok" and "rebuilt" not in str(rows.loc["prune(0.7)", "notes"])
     assert rows.loc["prune(0.7)", "sparsity"] == pytest.approx(0.7, abs=0.01)
-    assert rows.loc["tflite-int8", "status"] == "ok" and rows.loc["tflite-int8", "metric_delta"] >= -0.02
+    assert rows.loc["int8-static", "status"] == "ok" and rows.loc["int8-static", "metric_delta"] >= -0.02
 
 
 def test_a_functional_keras3_model_with_a_skip_connection_is_bridged_exactly(digits_data):
@@ -322,9 +324,9 @@ def test_a_representative_dataset_of_the_wrong_shape_is_a_clear_error(keras_zoo)
     model, _ = keras_zoo
     flat = wb.tasks.Classification(np.zeros((10, 64), np.float32), np.zeros(10, int))
     with pytest.raises(wb.DataError, match=r"shape \(64,\) but the model takes \(8, 8, 1\)"):
-        wb.recipes.TfliteInt8().apply(model, wb.recipes.ApplyContext(task=flat))
+        wb.recipes.Int8Static(calibration=200).apply(model, wb.recipes.ApplyContext(task=flat))
     with pytest.raises(wb.UnsupportedError, match="representative dataset"):
-        wb.recipes.TfliteInt8().apply(model)
+        wb.recipes.Int8Static(calibration=200).apply(model)
 
 
 def test_importing_the_backend_leaves_tf_keras_alone():
@@ -342,8 +344,8 @@ def test_importing_the_backend_leaves_tf_keras_alone():
 
 def test_gzip_of_the_int8_flatbuffer_matches_the_reported_size(keras_zoo, rows):
     model, task = keras_zoo
-    lite = wb.recipes.TfliteInt8().apply(model, wb.recipes.ApplyContext(task=task))
-    assert abs(len(gzip.compress(lite.serialize(), compresslevel=6)) - rows.loc["tflite-int8", "size_gzip_bytes"]) < 2048
+    lite = wb.recipes.Int8Static(calibration=200).apply(model, wb.recipes.ApplyContext(task=task))
+    assert abs(len(gzip.compress(lite.serialize(), compresslevel=6)) - rows.loc["int8-static", "size_gzip_bytes"]) < 2048
 
 
 def test_the_cli_runs_a_keras_study(tmp_path):
@@ -352,9 +354,9 @@ def test_the_cli_runs_a_keras_study(tmp_path):
 
     out = tmp_path / "r.csv"
     proc = subprocess.run([sys.executable, "-m", "workbench", "run", "--model", "digits-keras", "--recipes",
-                           "tflite-int8; tflite + edgetpu", "--out", str(out)], capture_output=True, text=True,
+                           "int8-static; tflite + edgetpu", "--out", str(out)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     frame = wb.Results.load(out).frame.set_index("pipeline")
-    assert frame.loc["tflite-int8", "status"] == "ok" and frame.loc["tflite + edgetpu", "status"] == "unsupported"
+    assert frame.loc["int8-static", "status"] == "ok" and frame.loc["tflite + edgetpu", "status"] == "unsupported"
     assert "cuInit" not in proc.stderr  # TensorFlow's start-up noise stays out of the user's terminal

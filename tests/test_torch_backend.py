@@ -11,7 +11,7 @@ from workbench.recipes import ApplyContext, Pipeline
 
 
 def _state(handle):
-    return {k: v.clone() for k, v in handle.module.state_dict().items() if isinstance(v, torch.Tensor)}
+    return {k: v.clone() for k, v in handle.payload.state_dict().items() if isinstance(v, torch.Tensor)}
 
 
 def _outputs(handle, task):
@@ -25,12 +25,12 @@ def test_recipes_never_mutate_the_baseline(cnn, spec):
     before = _state(model)
     reference = _outputs(model, task)
     new = Pipeline.parse(spec).apply(model, ApplyContext(task=task))
-    assert new is not model and new.module is not model.module
+    assert new is not model and new.payload is not model.payload
     after = _state(model)
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     np.testing.assert_array_equal(_outputs(model, task), reference)
-    assert new.lineage == tuple(s.to_spec() for s in Pipeline.parse(spec).steps)
+    assert new.lineage == Pipeline.parse(spec).steps and new.spec == Pipeline.parse(spec).spec
 
 
 def test_wrapping_copies_the_callers_module():
@@ -38,17 +38,17 @@ def test_wrapping_copies_the_callers_module():
     net.train()
     handle = wb.wrap(net, np.zeros((1, 4), np.float32))
     assert net.training, "wrapping must not switch the caller's module to eval"
-    assert handle.module is not net and not handle.module.training
+    assert handle.payload is not net and not handle.payload.training
 
 
 def test_predict_and_serialize(cnn):
     model, task = cnn
     out = model.predict(task.inputs[:5])
     assert out.shape == (5, 10) and out.dtype == np.float32
-    assert torch.is_tensor(model.to_input(task.inputs[:2]))
+    assert torch.is_tensor(model.prepare(task.inputs[:2]))
     blob = model.serialize()
     state = torch.load(__import__("io").BytesIO(blob), weights_only=True)
-    assert set(state) == set(model.module.state_dict())
+    assert set(state) == set(model.payload.state_dict())
 
 
 def test_int8_dynamic_on_the_mlp_is_4x_smaller_and_faithful(mlp):
@@ -79,7 +79,7 @@ def test_prune_reaches_the_asked_sparsity(cnn, sparsity):
     model, _ = cnn
     pruned = Pipeline.parse(f"prune({sparsity})").apply(model)
     assert pruned.weight_stats().sparsity == pytest.approx(sparsity, abs=0.01)
-    assert not any(hasattr(m, "weight_orig") for m in pruned.module.modules()), "pruning must be made permanent"
+    assert not any(hasattr(m, "weight_orig") for m in pruned.payload.modules()), "pruning must be made permanent"
     assert len(pruned.serialize()) == pytest.approx(len(model.serialize()), rel=0.01)
 
 
@@ -87,7 +87,7 @@ def test_fold_bn_is_exact_and_removes_batchnorm(cnn):
     model, task = cnn
     folded = Pipeline.parse("fold-bn").apply(model)
     assert folded.fused
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.module.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.payload.modules())
     assert np.abs(_outputs(folded, task) - _outputs(model, task)).max() < 1e-4
 
 
@@ -160,3 +160,28 @@ def test_non_models_are_refused_with_what_is_accepted():
     for thing in (object(), "model.pt", 42, {"weights": 1}):
         with pytest.raises(ModelError, match="torch.nn.Module"):
             wb.wrap(thing)
+
+
+def test_int4_weight_only_packs_the_linear_layers_that_fit_and_names_the_rest(mlp, cnn):
+    """The recipe added through the config + handler path of ARCHITECTURE.md: int4 groups on torchao's CPU kernel."""
+    model, task = mlp
+    before = {k: v.clone() for k, v in model.payload.state_dict().items()}
+    results = wb.Study(model, task, timing=wb.TimingConfig(min_time_s=0.05, min_runs=10, warmup_runs=2),
+                       measure_memory=False).run(["int4-weight-only", "int4-weight-only(group_size=128)"],
+                                                 progress=False)
+    rows = results.frame.set_index("pipeline")
+    row, base = rows.loc["int4-weight-only"], rows.loc["baseline"]
+    assert row["status"] == "ok", row["error"]
+    assert row["precision"] == "int4" and row["fidelity"] >= 0.98 and row["metric_delta"] >= -0.01
+    assert row["fidelity_cosine"] >= 0.99
+    assert row["size_bytes"] < 0.2 * base["size_bytes"]          # 4-bit weights + group scales, vs fp32
+    assert row["flops"] == base["flops"]                           # counted on the float graph
+    assert "stay bf16" in row["notes"] and "runs in bf16" in row["notes"]  # the 1024→10 head does not fit
+    assert rows.loc["int4-weight-only(group_size=128)", "status"] == "ok"
+    after = model.payload.state_dict()
+    assert all(torch.equal(before[k], after[k]) and after[k].dtype == torch.float32 for k in before)  # untouched
+    with pytest.raises(wb.ParameterError, match="32, 64, 128"):
+        Pipeline.parse("int4-weight-only(group_size=48)")
+    cnn_model, cnn_task = cnn
+    with pytest.raises(UnsupportedError, match="no Linear layer fits the int4 kernel"):
+        Pipeline.parse("int4-weight-only").apply(cnn_model, ApplyContext(task=cnn_task))

@@ -63,7 +63,7 @@ def test_int8_and_sparse_recipes_lose_at_most_one_point(recipe_rows, spec):
 
 def test_int8_static_sqnr_and_size(cnn, cnn_study):
     model, task = cnn
-    ref = cnn_study._reference
+    ref = cnn_study.reference
     for spec, min_db in (("int8-static", 20.0), ("qat", 15.0), ("int8-dynamic", 25.0)):
         out = np.concatenate([cnn_study.handle(spec).predict(b) for b in task.batches(256)])
         assert _sqnr_db(out, ref) >= min_db, spec
@@ -71,7 +71,7 @@ def test_int8_static_sqnr_and_size(cnn, cnn_study):
 
 
 def test_pruning_patterns_are_what_they_say(cnn_study, recipe_rows):
-    two_four = cnn_study.handle("prune(pattern=2:4)").module
+    two_four = cnn_study.handle("prune(pattern=2:4)").payload
     for layer in two_four.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)) and layer.weight[0].numel() % 4 == 0:
             groups = layer.weight.detach().reshape(layer.weight.shape[0], -1, 4)
@@ -128,8 +128,8 @@ def test_torchscript_artifact_loads_and_matches(cnn, cnn_study):
 
     model, task = cnn
     loaded = torch.jit.load(io.BytesIO(cnn_study.handle("torchscript").serialize()))
-    x = model.to_input(task.sample(16))
-    assert (loaded(x) - model.module(x)).abs().max() < 1e-4
+    x = model.prepare(task.sample(16))
+    assert (loaded(x) - model.payload(x)).abs().max() < 1e-4
 
 
 @pytest.mark.slow

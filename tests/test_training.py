@@ -95,7 +95,7 @@ def test_what_cannot_work_is_a_row_or_a_clear_error(cnn32_task):
         wb.TrainingStudy(build("digits-cnn32"), wb.tasks.Unlabelled(cnn32_task.inputs))
     with pytest.raises(wb.DataError, match="larger than"):
         wb.TrainingStudy(build("digits-cnn32"), cnn32_task, batch_size=10**6)
-    with pytest.raises(wb.DataError, match="steps"):
+    with pytest.raises(wb.ParameterError, match="steps"):
         wb.TrainingStudy(build("digits-cnn32"), cnn32_task, steps=0)
 
 

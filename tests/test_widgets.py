@@ -36,7 +36,7 @@ def model(panel_study):
     ({"fusion": "fuse", "precision": "int8-static", "sparsity": 0.5}, "prune(0.5) + fuse + int8-static"),
     ({"fusion": "compile"}, "compile"),
     ({"runtime": "onnxruntime"}, "to-onnx"),
-    ({"runtime": "onnxruntime", "precision": "int8-static", "sparsity": 0.5}, "prune(0.5) + to-onnx + ort-int8-static"),
+    ({"runtime": "onnxruntime", "precision": "int8-static", "sparsity": 0.5}, "prune(0.5) + to-onnx + int8-static"),
 ])
 def test_controls_compose_the_pipeline(changes, spec):
     assert PanelState(**changes).spec == spec
@@ -72,7 +72,7 @@ def test_what_the_framework_does_not_offer_says_why(model):
     options = availability("torch")
     assert options["precision"]["int8-static"] == ""
     assert options["fusion"]["xla"] == "xla: for keras models, not torch"
-    assert options["runtime"]["tflite"] == "tflite: for keras models, not torch"
+    assert options["runtime"]["tflite"] == "tflite: for keras, tflite models, not torch"
     assert options["runtime"]["onnxruntime"] != "" or "to-onnx" in wb.recipes.RECIPES
     with pytest.raises(wb.UnsupportedError, match="xla"):
         model.set(fusion="xla")
@@ -183,9 +183,9 @@ def test_a_cached_toggle_does_not_wait_for_a_running_trial(panel_study):
 
 
 @pytest.mark.parametrize("changes, spec", [
-    ({"precision": "int8-static"}, "tflite-int8"),
-    ({"precision": "int8-dynamic", "runtime": "tflite"}, "tflite-dynamic"),
-    ({"precision": "fp16"}, "tflite-fp16"),
+    ({"precision": "int8-static"}, "int8-static"),
+    ({"precision": "int8-dynamic", "runtime": "tflite"}, "int8-dynamic"),
+    ({"precision": "fp16"}, "fp16"),
     ({"runtime": "tflite"}, "tflite"),
     ({"precision": "qat", "runtime": "tflite", "sparsity": 0.5}, "prune(0.5) + qat + tflite"),
     ({"fusion": "xla"}, "xla"),
@@ -202,7 +202,7 @@ def test_a_keras_model_in_the_panel_offers_tflite_and_xla_and_says_what_is_torch
     assert "for torch models" in panel.options["fusion"]["compile"]
     assert "torch only" in panel.options["pattern"]["channel"]
     panel.set(precision="int8-static")
-    assert panel.shown["pipeline"] == "tflite-int8" and panel.shown["runtime"] == "litert"
+    assert panel.shown["pipeline"] == "int8-static" and panel.shown["runtime"] == "litert"
     assert panel.shown["status"] == "ok" and panel.shown["metric_delta"] >= -0.01
     with pytest.raises(wb.UnsupportedError, match="bf16"):
         panel.set(precision="bf16")

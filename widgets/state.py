@@ -24,8 +24,6 @@ RECIPE_OF = {
     "fusion": {"none": None, "fuse": "fuse", "torchscript": "torchscript", "compile": "compile", "xla": "xla"},
     "runtime": {"eager": None, "onnxruntime": "to-onnx", "tflite": "tflite"},
 }
-#: Keras models: reduced precision comes from the TFLite converter (which then is the runtime)
-KERAS_PRECISION = {"fp16": "tflite-fp16", "int8-dynamic": "tflite-dynamic", "int8-static": "tflite-int8"}
 CHOICES = {"precision": PRECISIONS, "pattern": PATTERNS, "fusion": FUSIONS, "runtime": RUNTIMES}
 
 
@@ -49,46 +47,33 @@ class PanelState:
 
     @property
     def spec(self) -> str:
+        """The choices' recipes, ordered by the library (`wb.recipes.compose`): one name per technique, so
+        `int8-static` is FX on a torch model, ONNX Runtime's after `to-onnx`, TFLite's on a Keras model."""
         steps = []
         if self.sparsity > 0:
             sparsity = 0.5 if self.pattern == "2:4" else round(self.sparsity, 2)
             steps.append(f"prune({sparsity}{'' if self.pattern == 'unstructured' else f', pattern={self.pattern}'})")
-        fusion, precision, runtime = (RECIPE_OF["fusion"][self.fusion], RECIPE_OF["precision"][self.precision],
-                                      RECIPE_OF["runtime"][self.runtime])
-        if self.framework == "keras":  # int8 / fp16 Keras models are TFLite flatbuffers: the converter sets both
-            if self.precision in KERAS_PRECISION:
-                precision, runtime = None, KERAS_PRECISION[self.precision]
-            return " + ".join(steps + [s for s in (precision, fusion, runtime) if s]) or "baseline"
-        if runtime == "to-onnx" and precision in ("int8-dynamic", "int8-static"):
-            # on ONNX Runtime, int8 is ONNX Runtime's own quantization of the exported graph
-            return " + ".join(steps + ([fusion] if fusion == "fuse" else []) + [runtime, f"ort-{precision}"])
-        if fusion == "fuse":
-            steps.append(fusion)
-        if precision:
-            steps.append(precision)
-        if fusion and fusion != "fuse":
-            steps.append(fusion)
-        if runtime:
-            steps.append(runtime)
-        return " + ".join(steps) or "baseline"
+        steps += [RECIPE_OF[control][getattr(self, control)] for control in ("fusion", "precision", "runtime")]
+        if self.framework == "keras" and RECIPE_OF["precision"][self.precision] not in (None, "qat"):
+            steps = [s for s in steps if s != "tflite"]  # the quantizing converter already is TFLite
+        return wb.recipes.compose(s for s in steps if s).spec
 
 
 def availability(framework: str) -> dict[str, dict[str, str]]:
-    """For each control and choice: "" when offered, else the reason it is not (shown next to the control)."""
+    """For each control and choice: "" when offered, else the reason it is not (shown next to the control).
+    `framework`: the model's format (torch, keras, onnx)."""
     out: dict[str, dict[str, str]] = {}
     for control, table in RECIPE_OF.items():
         out[control] = {}
         for choice, recipe in table.items():
-            if framework == "keras" and control == "precision":
-                recipe = KERAS_PRECISION.get(choice, recipe)
             if recipe is None:
                 out[control][choice] = ""
             elif recipe not in wb.recipes.RECIPES:
                 out[control][choice] = f"{choice}: not in this version of the workbench (no '{recipe}' recipe)"
             else:
-                frameworks = wb.recipes.RECIPES.get(recipe).frameworks
-                out[control][choice] = "" if framework in frameworks else \
-                    f"{choice}: for {', '.join(frameworks)} models, not {framework}"
+                formats = wb.recipes.RECIPES.get(recipe).formats
+                out[control][choice] = "" if framework in formats else \
+                    f"{choice}: for {', '.join(formats)} models, not {framework}"
     out["pattern"] = dict.fromkeys(PATTERNS, "")
     if framework == "keras":
         out["pattern"]["channel"] = "channel: torch only (TF-MOT prunes weights, not channels)"
@@ -240,7 +225,7 @@ class TradeoffModel(TrialModel):
                   ("sparsity", "sparsity", False))
 
     def __init__(self, study: wb.Study, *, background: bool = True):
-        self.framework = study.baseline.framework
+        self.framework = study.baseline.format
         self.options = availability(self.framework)
         super().__init__(study, PanelState(framework=self.framework), background=background)
 

@@ -10,8 +10,16 @@
 
 from . import charts, errors, recipes, tasks, text, zoo
 from .errors import (
-    DataError, IncompatibleRecipesError, MissingDependencyError, ModelError, ParameterError, SpecError,
-    UnknownNameError, UnsafeModelError, UnsupportedError, WorkbenchError,
+    DataError,
+    IncompatibleRecipesError,
+    MissingDependencyError,
+    ModelError,
+    ParameterError,
+    SpecError,
+    UnknownNameError,
+    UnsafeModelError,
+    UnsupportedError,
+    WorkbenchError,
 )
 from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor
 from .loading import load_model
@@ -23,6 +31,7 @@ from .results import COLUMNS, Results
 from .store import ResultsStore
 from .study import Study
 from .training import TrainingStudy
+from .trial import Trial, TrialRecord
 
 __version__ = "0.1.0"
 
@@ -30,7 +39,7 @@ __all__ = [
     "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
     "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
     "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
-    "TrainingStudy",
+    "TrainingStudy", "Trial", "TrialRecord",
     "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
     "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
     "text", "wrap", "zoo",

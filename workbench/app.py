@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from ._net import free_port
 from ._optional import require
 from .errors import WorkbenchError
 from .paths import cache_dir
@@ -17,12 +17,6 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 DASHBOARD = NOTEBOOKS / "dashboard.ipynb"
 #: holds voila/templates/workbench: Voila's lab template without its CDN stylesheets
 TEMPLATES = NOTEBOOKS / "jupyter"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prewarm(model: str, store: Path) -> None:

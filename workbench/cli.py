@@ -71,9 +71,9 @@ def _cmd_device(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import zoo
+    from .files import check_writable
     from .profiling.timing import TimingConfig
     from .recipes import parse_pipelines
-    from .store import check_writable
     from .study import Study
 
     pipelines = parse_pipelines(args.recipes)  # a bad spec fails before the model is trained or loaded
@@ -140,7 +140,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise DataError(f"--out must name an .html file, got {args.out!r}")
     from pathlib import Path
 
-    from .store import check_writable
+    from .files import check_writable
 
     check_writable(Path(args.out).with_suffix(".csv"))
     params = {"model": args.model, "recipes": args.recipes, "task": args.task, "split": args.split,
@@ -167,7 +167,7 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
     for r in describe():
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
-        print(f"{r['name']:<16} {r['kind']:<10} {','.join(r['frameworks']):<12} {r['summary']}"
+        print(f"{r['name']:<16} {r['kind']:<10} {','.join(r['formats']):<18} {r['summary']}"
               + (f"  [{params}]" if params else ""))
     return 0
 

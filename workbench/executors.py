@@ -21,22 +21,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import WorkbenchError
+from .errors import ParameterError, WorkbenchError
 from .registry import Registry
 
 if TYPE_CHECKING:
-    from .recipes import Pipeline
-    from .study import Study
+    from .trial import Trial, TrialRecord
 
 EXECUTORS: Registry[type] = Registry("executor")
 
 
 class Executor:
-    """Runs a study's trials and yields their rows in the order of `pipelines`."""
+    """Runs trials and yields their records in the order given. Sees only the public Trial / TrialRecord API."""
 
     name = ""
 
-    def run(self, study: Study, pipelines: Sequence[Pipeline]) -> Iterator[dict]:
+    def run(self, trials: Sequence[Trial]) -> Iterator[TrialRecord]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -46,37 +45,37 @@ class Executor:
 class InlineExecutor(Executor):
     name = "inline"
 
-    def run(self, study: Study, pipelines: Sequence[Pipeline]) -> Iterator[dict]:
-        for pipeline in pipelines:
-            yield study._measure(pipeline)
+    def run(self, trials: Sequence[Trial]) -> Iterator[TrialRecord]:
+        for trial in trials:
+            yield trial.run()
 
 
 def _check_timeout(timeout_s: float | None) -> float | None:
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or not timeout_s > 0):
-        raise WorkbenchError(f"timeout_s must be a positive number of seconds (or None for no limit), got {timeout_s!r}")
+        raise ParameterError("executor", "timeout_s", timeout_s, "a positive number of seconds (or None for no limit)")
     return None if timeout_s is None else float(timeout_s)
 
 
-def run_payload(payload: bytes, memory_limit_bytes: int | None = None) -> dict:
-    """Worker side: unpickle a study and measure one pipeline (used by the process and Dask executors)."""
+def run_payload(payload: bytes, memory_limit_bytes: int | None = None) -> TrialRecord:
+    """Worker side: unpickle a trial and run it (used by the process and Dask executors)."""
     import cloudpickle
 
     if memory_limit_bytes:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
-    study, pipeline = cloudpickle.loads(payload)
-    return study._measure(pipeline)
+    trial = cloudpickle.loads(payload)
+    return trial.run()
 
 
 def _process_main(payload_path: str, result_path: str, memory_limit_bytes: int | None) -> None:
-    import json
+    import pickle
 
-    from .store import _json_default, atomic_write_text
+    from .files import atomic_write_bytes
 
-    row = run_payload(Path(payload_path).read_bytes(), memory_limit_bytes)
-    atomic_write_text(result_path, json.dumps(row, default=_json_default))
+    record = run_payload(Path(payload_path).read_bytes(), memory_limit_bytes)
+    atomic_write_bytes(result_path, pickle.dumps(record))
 
 
 def _death(exitcode: int) -> str:
@@ -103,22 +102,24 @@ class ProcessExecutor(Executor):
 
             memory_limit_bytes = int(psutil.virtual_memory().total * 0.8)
         if memory_limit_bytes is not None and memory_limit_bytes < 2**28:
-            raise WorkbenchError(f"memory_limit_bytes must be at least 256 MiB (a worker imports its framework), "
-                                 f"got {memory_limit_bytes}")
+            raise ParameterError("process executor", "memory_limit_bytes", memory_limit_bytes,
+                                 "at least 256 MiB (a worker imports its framework)")
         self.memory_limit_bytes = memory_limit_bytes
 
-    def run(self, study: Study, pipelines: Sequence[Pipeline]) -> Iterator[dict]:
-        for pipeline in pipelines:
-            yield self.run_one(study, pipeline)
+    def run(self, trials: Sequence[Trial]) -> Iterator[TrialRecord]:
+        for trial in trials:
+            yield self.run_one(trial)
 
-    def run_one(self, study: Study, pipeline: Pipeline) -> dict:
-        import json
+    def run_one(self, trial: Trial) -> TrialRecord:
         import multiprocessing
+        import pickle
+
+        import cloudpickle
 
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="wb-trial-") as tmp:
-            payload_path, result_path = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "row.json")
-            Path(payload_path).write_bytes(study._payload(pipeline))
+            payload_path, result_path = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "record.pkl")
+            Path(payload_path).write_bytes(cloudpickle.dumps(trial))
             proc = multiprocessing.get_context("spawn").Process(
                 target=_process_main, args=(payload_path, result_path, self.memory_limit_bytes), daemon=True)
             proc.start()
@@ -126,11 +127,11 @@ class ProcessExecutor(Executor):
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-                return study._failed_row(pipeline, f"timed out after {self.timeout_s:g} s: the trial was killed "
-                                                   "(raise the executor's timeout_s for slow recipes)", started)
+                return trial.failed(f"timed out after {self.timeout_s:g} s: the trial was killed "
+                                    "(raise the executor's timeout_s for slow recipes)", started)
             if os.path.exists(result_path):
-                return json.loads(Path(result_path).read_text())
-            return study._failed_row(pipeline, _death(proc.exitcode), started)
+                return pickle.loads(Path(result_path).read_bytes())
+            return trial.failed(_death(proc.exitcode), started)
 
 
 class DaskExecutor(Executor):
@@ -141,7 +142,7 @@ class DaskExecutor(Executor):
     def __init__(self, address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1,
                  timeout_s: float | None = 600.0):
         if not isinstance(n_workers, int) or n_workers < 1:
-            raise WorkbenchError(f"n_workers must be a whole number >= 1, got {n_workers!r}")
+            raise ParameterError("dask executor", "n_workers", n_workers, "a whole number >= 1")
         self.address, self.n_workers, self.threads_per_worker = address, n_workers, threads_per_worker
         self.timeout_s = _check_timeout(timeout_s)
         self._client = None
@@ -169,21 +170,25 @@ class DaskExecutor(Executor):
                 f"no Dask worker offers {threads} core(s) (workers offer {offered or 'nothing'}): start workers "
                 f"with `--resources cores=N`, or run the study with threads <= {max(offered, default=0)}")
 
-    def run(self, study: Study, pipelines: Sequence[Pipeline]) -> Iterator[dict]:
+    def run(self, trials: Sequence[Trial]) -> Iterator[TrialRecord]:
+        import cloudpickle
         from distributed import TimeoutError as DaskTimeout
 
-        self._check_cores(study.threads)
+        if not trials:
+            return
+        threads = max(t.threads for t in trials)
+        self._check_cores(threads)
         started = time.perf_counter()
-        futures = [self.client.submit(run_payload, study._payload(p), resources={"cores": study.threads},
-                                      pure=False, retries=0) for p in pipelines]
-        for pipeline, future in zip(pipelines, futures):
+        futures = [self.client.submit(run_payload, cloudpickle.dumps(t), resources={"cores": t.threads},
+                                      pure=False, retries=0) for t in trials]
+        for trial, future in zip(trials, futures):
             try:
                 yield future.result(timeout=self.timeout_s)
             except DaskTimeout:
                 future.cancel()
-                yield study._failed_row(pipeline, f"timed out after {self.timeout_s:g} s on the Dask cluster", started)
-            except Exception as exc:  # KilledWorker, a crash, a lost connection: the trial's row says so
-                yield study._failed_row(pipeline, f"dask: {type(exc).__name__}: {exc}", started)
+                yield trial.failed(f"timed out after {self.timeout_s:g} s on the Dask cluster", started)
+            except Exception as exc:  # KilledWorker, a crash, a lost connection: the trial's record says so
+                yield trial.failed(f"dask: {type(exc).__name__}: {exc}", started)
 
     def close(self) -> None:
         if self._client is not None:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ModelError
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +46,35 @@ class WeightStats:
 
 
 class ModelHandle(abc.ABC):
-    """Framework-neutral view of a model. Subclasses live in `workbench.backends.<framework>`."""
+    """Framework-neutral view of a model. Subclasses live in `workbench.backends.<framework>`.
+
+    The contract every handle keeps (and the only names the core uses):
+
+    - `payload`: the wrapped model (an nn.Module, a Keras model, ONNX or TFLite bytes, an ExecuTorch program);
+    - `format`: what the payload is — the key recipe handlers are registered under (torch, torchscript,
+      executorch, onnx, keras, tflite); `runtime` is what runs it and `framework` the one it came from;
+    - `prepare(batch)`: task inputs → what the runtime takes (done ahead of the timed call);
+    - `predict`, `runner`, `serialize`, `weight_stats`, `flops`, `peak_memory`, `session`, `fingerprint`;
+    - `lineage`: the recipes applied, in order (appended by `Recipe.apply`, never by a handler);
+    - `source`: the handle it was converted or exported from (None for a model as given).
+    """
 
     framework: str = ""
+    format: str = ""
     runtime: str = "eager"
     precision: str = "fp32"
     fused: bool = False
+    device: str = "cpu"
     engine: str | None = None                 # e.g. the torch quantized engine
     notes: tuple[str, ...] = ()               # facts a reader must know (emulated precision, partial quantization)
-    lineage: tuple[str, ...] = ()             # specs of the recipes applied, in order
+    lineage: tuple[Recipe, ...] = ()          # the recipes applied, in order
     example_input: Any = None
+    payload: Any = None
+    source: ModelHandle | None = None
+
+    @abc.abstractmethod
+    def prepare(self, batch: Any) -> Any:
+        """Task inputs (NumPy arrays, sentences, ...) → what this runtime's call takes."""
 
     @abc.abstractmethod
     def predict(self, batch: Any) -> np.ndarray:
@@ -69,13 +92,34 @@ class ModelHandle(abc.ABC):
     def weight_stats(self) -> WeightStats:
         ...
 
+    def numpy_inputs(self, batch: Any) -> Any:
+        """The batch as NumPy arrays, the way an exported graph takes it (float64 narrowed to float32)."""
+        if isinstance(batch, dict):
+            return {k: np.asarray(v) for k, v in batch.items()}
+        array = np.asarray(batch)
+        return array.astype(np.float32) if array.dtype == np.float64 else array
+
+    def batch_note(self, batch: Any) -> str | None:
+        """What a reader must know about the timed batch (text: the padded sequence length), or None."""
+        return self.source.batch_note(batch) if self.source is not None else None
+
     def flops(self, batch: Any) -> int | None:
         """Floating-point operations of one forward pass on `batch`, where the backend can count them."""
-        return None
+        return self.source.flops(batch) if self.source is not None else None
 
     def peak_memory(self, batch: Any) -> int | None:
         """Peak bytes allocated during one forward pass on `batch` (activations + workspace)."""
         return None
+
+    def fingerprint(self) -> str:
+        """A digest of what decides this model's answers (weights and code), equal across processes."""
+        return hashlib.sha256(self.serialize()).hexdigest()
+
+    def to_device(self, device: str) -> ModelHandle:
+        """A copy of this model on `device`; only torch models move off the CPU."""
+        if device == "cpu":
+            return self
+        raise ModelError(f"target={device!r}: {type(self).__name__} models run on the CPU only")
 
     @contextlib.contextmanager
     def session(self, threads: int | None = None) -> Iterator[None]:
@@ -95,9 +139,13 @@ class ModelHandle(abc.ABC):
             setattr(new, key, value)
         return new
 
+    @property
+    def spec(self) -> str:
+        """The pipeline that made this handle from the model as given."""
+        return " + ".join(step.to_spec() for step in self.lineage) or "baseline"
+
     def describe(self) -> str:
-        steps = " + ".join(self.lineage) or "baseline"
-        return f"{self.framework}/{self.runtime}/{self.precision} [{steps}]"
+        return f"{self.framework}/{self.format}/{self.runtime}/{self.precision} [{self.spec}]"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
@@ -123,18 +171,19 @@ def wrap(model: Any, example_input: Any = None) -> ModelHandle:
     if isinstance(model, ModelHandle):
         return model
     framework = detect_framework(model)
-    if framework == "torch":
-        from .backends.torch import TorchModel
-
-        return TorchModel(model, example_input)
-    if framework == "keras":
+    if framework is not None:
         from .backends import load_backend
 
-        return load_backend("keras").KerasModel(model, example_input)
+        backend = load_backend(framework)
+        if framework == "torch":
+            return backend.TorchModel(model, example_input)
+        if framework == "keras":
+            return backend.KerasModel(model, example_input)
+        return backend.OrtModel(model.SerializeToString(), example_input=example_input)
     raise ModelError(
-        f"cannot use a {type(model).__module__}.{type(model).__qualname__} as a model: pass a torch.nn.Module or a "
-        "Keras model (keras / tf.keras / tf_keras), with example_input or a task to take one from, or a workbench "
-        "ModelHandle"
+        f"cannot use a {type(model).__module__}.{type(model).__qualname__} as a model: pass a torch.nn.Module, a "
+        "Keras model (keras / tf.keras / tf_keras) or an onnx.ModelProto, with example_input or a task to take one "
+        "from, or a workbench ModelHandle"
     )
 
 
@@ -145,4 +194,6 @@ def detect_framework(model: Any) -> str | None:
         return "torch"
     if any(n.startswith(("keras.src.models.model.Model", "tf_keras.src.engine.training.Model")) for n in names):
         return "keras"
+    if any(n.startswith("onnx.") and n.endswith(".ModelProto") for n in names):
+        return "onnx"
     return None

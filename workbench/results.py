@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .store import read_table, write_table
+from .files import read_table, write_table
 
 #: the columns every results frame has, in this order (DESIGN.md "Results"); values may be null with a reason in `notes`
 COLUMNS = (

@@ -1,111 +1,18 @@
-"""Persisting results and caches: atomic writes, CSV / Parquet tables."""
+"""The durable results store: SQLite, one JSON row per trial keyed by its content address."""
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
 from .errors import DataError, WorkbenchError
+from .trial import TrialRecord
 
-TABLE_FORMATS = (".csv", ".parquet")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over `path` (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _check_table_path(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_FORMATS:
-        raise WorkbenchError(f"cannot save results as {path.name!r}: use a {' or '.join(TABLE_FORMATS)} file name")
-    return suffix
-
-
-def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early, before a sweep runs, when its output could not be written: a known table type in a
-    folder that can be created and written to."""
-    path = Path(path)
-    _check_table_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise WorkbenchError(f"cannot write results to {str(path)!r}: {exc.strerror or exc}; "
-                             "choose a folder you can write to") from None
-    return path
-
-
-def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Save a results frame as CSV or Parquet (by suffix), atomically."""
-    path = Path(path)
-    suffix = _check_table_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as exc:
-        raise WorkbenchError(f"cannot write results to {str(path)!r}: {exc.strerror or exc}; "
-                             "choose a folder you can write to") from None
-    try:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        else:
-            frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    path = Path(path)
-    suffix = _check_table_path(path)
-    if not path.is_file():
-        raise DataError(f"no results file at {str(path)!r}")
-    try:
-        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    except Exception as exc:  # a corrupt or foreign file
-        raise DataError(f"cannot read results from {str(path)!r}: {type(exc).__name__}: {exc}") from None
-
-
-# -- the durable results store -------------------------------------------------------------------------
-
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the outputs table (what later trials are compared with)
 RETRIED_STATUSES = ("failed",)  # a failed trial may have been transient (timeout, crash): run it again
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store a {type(value).__name__} in a results row")
 
 
 class ResultsStore:
@@ -135,6 +42,7 @@ class ResultsStore:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("CREATE TABLE IF NOT EXISTS trials (trial_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, "
                              "status TEXT NOT NULL, row TEXT NOT NULL, written_at TEXT NOT NULL)")
+                conn.execute("CREATE TABLE IF NOT EXISTS outputs (trial_id TEXT PRIMARY KEY, npy BLOB NOT NULL)")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise DataError(f"{str(self.path)!r} is not a workbench results store ({exc}); "
@@ -151,27 +59,45 @@ class ResultsStore:
         conn.execute("PRAGMA synchronous = FULL")
         return _Closing(conn)
 
-    def get(self, trial_id: str) -> dict | None:
-        """The stored row of a trial, unless it failed (failed trials are run again)."""
-        import json
-
+    def get_record(self, trial_id: str) -> TrialRecord | None:
+        """The stored record of a trial (with its outputs, where kept), unless it failed (failed trials are
+        run again)."""
         with self._connect() as conn:
             found = conn.execute("SELECT row, status FROM trials WHERE trial_id = ?", (trial_id,)).fetchone()
-        if found is None or found[1] in RETRIED_STATUSES:
-            return None
-        return json.loads(found[0])
+            if found is None or found[1] in RETRIED_STATUSES:
+                return None
+            blob = conn.execute("SELECT npy FROM outputs WHERE trial_id = ?", (trial_id,)).fetchone()
+        outputs = np.load(io.BytesIO(blob[0]), allow_pickle=False) if blob else None
+        return TrialRecord.from_json(found[0], outputs)
 
-    def put(self, row: dict) -> None:
+    def put_record(self, record: TrialRecord) -> None:
+        """Write a record in one transaction. A failed record never replaces a good one (a racing study's
+        crash does not undo another's measurement)."""
         import datetime as dt
-        import json
 
-        text = json.dumps(row, default=_json_default)
+        blob = None
+        if record.outputs is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(record.outputs), allow_pickle=False)
+            blob = buffer.getvalue()
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?)",
-                         (row["trial_id"], row["pipeline"], row["status"], text,
+            conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?) ON CONFLICT(trial_id) DO UPDATE SET "
+                         "pipeline = excluded.pipeline, status = excluded.status, row = excluded.row, "
+                         "written_at = excluded.written_at WHERE excluded.status != 'failed' OR trials.status = 'failed'",
+                         (record.trial_id, record.pipeline, record.status, record.to_json(),
                           dt.datetime.now(dt.timezone.utc).isoformat()))
+            if blob is not None:
+                conn.execute("INSERT OR REPLACE INTO outputs VALUES (?, ?)", (record.trial_id, blob))
             conn.execute("COMMIT")
+
+    def get(self, trial_id: str) -> dict | None:
+        """The stored row of a trial, unless it failed."""
+        record = self.get_record(trial_id)
+        return None if record is None else record.to_row()
+
+    def put(self, row: dict) -> None:
+        self.put_record(TrialRecord(row))
 
     def rows(self) -> list[dict]:
         import json

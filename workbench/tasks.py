@@ -58,6 +58,20 @@ def _is_loader(value: Any) -> bool:
         and not hasattr(value, "shape")
 
 
+def hash_array(h: Any, array: Any) -> None:
+    """Feed an array's dtype, shape and every value to a hash (object arrays — sentences — item by item)."""
+    if array is None:
+        h.update(b"none\0")
+        return
+    array = np.asarray(array)
+    h.update(f"{array.dtype}{array.shape}".encode())
+    if array.dtype == object:
+        for item in array.ravel():
+            h.update(str(item).encode("utf-8", "surrogatepass") + b"\0")
+    else:
+        h.update(np.ascontiguousarray(array).tobytes())
+
+
 def _check_finite(x: np.ndarray, what: str) -> None:
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         bad = int((~np.isfinite(x)).sum())
@@ -104,12 +118,14 @@ class Task:
         return source[:n]
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256(type(self).__name__.encode())
-        for array in (self.inputs, getattr(self, "labels", None)):
-            if array is not None:
-                h.update(str(array.shape).encode() + str(array.dtype).encode())
-                h.update(np.ascontiguousarray(array).tobytes())
-        return h.hexdigest()[:16]
+        """sha256 of everything that decides a trial's answer: the task's kind and settings, the evaluation
+        inputs, the labels and the training data (it drives calibration and fine-tuning)."""
+        h = hashlib.sha256(f"{type(self).__module__}.{type(self).__qualname__}".encode())
+        h.update(repr((self.name, self.eval_batch_size, self.fidelity_name)).encode())
+        train = self.train if self.train is not None else ()
+        for array in (self.inputs, getattr(self, "labels", None), *train):
+            hash_array(h, array)
+        return h.hexdigest()
 
     # -- scoring -------------------------------------------------------------------------------
     def score(self, outputs: np.ndarray) -> float | None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
-from .tasks import TASKS, Task
+from .tasks import TASKS, Task, hash_array
 
 #: sentences written for this project: short and long, plain and technical, a few near-duplicates
 BUILTIN_SENTENCES = (
@@ -87,13 +87,14 @@ class TextTask(Task):
         return restored
 
     def fingerprint(self) -> str:
+        """The sentences, the batching by length, and for STS every pair and gold score (not their repr)."""
         import hashlib
 
-        h = hashlib.sha256(type(self).__name__.encode())
-        for s in self.inputs:
-            h.update(s.encode("utf-8", "surrogatepass") + b"\0")
-        h.update(str(getattr(self, "gold", "")).encode())
-        return h.hexdigest()[:16]
+        h = hashlib.sha256(super().fingerprint().encode())
+        h.update(str(self.sort_by_length).encode())
+        for name in ("pairs", "gold"):
+            hash_array(h, getattr(self, name, None))
+        return h.hexdigest()
 
 
 class EmbeddingFidelity(TextTask):

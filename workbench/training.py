@@ -1,183 +1,186 @@
 """Training-time efficiency: the same model and data trained under each training recipe for a fixed budget
 of steps; per trial the step time (median and spread, warm-up apart), samples/s, peak memory, the loss and
-the accuracy reached — rows of the same results schema as inference trials (`phase` = "train").
+the accuracy reached — records of the same schema as inference trials (`phase` = "train").
 
-    study = wb.TrainingStudy(model, task, batch_size=128, steps=30)
+    study = wb.TrainingStudy(model, task, batch_size=128, steps=30, store="train.db")
     study.run(["checkpoint", "amp", "channels-last", "compile", "grad-accum(4)", "ddp(2)"]).frame
+
+`TrainingStudy` is the `Study` orchestrator over a `TrainingBench`: the same store (a killed sweep resumes),
+the same executors, the same content-addressed trial ids.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
+import dataclasses
 import json
+import os
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from .backends import load_backend
 from .errors import DataError, UnsupportedError
-from .model import wrap
+from .executors import Executor
+from .measure import check_count
+from .model import ModelHandle, wrap
 from .profiling.device import DeviceProfile, device
 from .profiling.timing import LatencyStats
-from .recipes import Pipeline
+from .recipes import ApplyContext, Pipeline, parse_pipelines
 from .recipes.base import TRAINING_RECIPES
-from .results import COLUMNS, Results
+from .registry import Registry
+from .results import COLUMNS
+from .store import ResultsStore
+from .study import Orchestrator
 from .tasks import Task
+from .trial import TRAIN_COLUMNS, Bench, TrialRecord
 
-TRAIN_COLUMNS = ("phase", "train_loss", "steps", "scaling_efficiency")
 
-
-def parse_training(pipelines: str | Iterable[Any]) -> list[Pipeline]:
-    specs = [p for p in pipelines.split(";") if p.strip()] if isinstance(pipelines, str) else list(pipelines)
-    if not specs:
+def parse_training(pipelines: Any) -> list[Pipeline]:
+    """Training pipelines from a spec ("checkpoint; amp + grad-accum(4)") or a list."""
+    found = parse_pipelines(pipelines, TRAINING_RECIPES)
+    if not found:
         raise DataError("no training pipeline given, e.g. 'checkpoint; amp; grad-accum(4)'")
-    return [p if isinstance(p, Pipeline) else Pipeline.parse(p, TRAINING_RECIPES) for p in specs]
+    return found
 
 
-class TrainingStudy:
-    """Train `model` (from its current weights) on the task's training data under each training pipeline."""
+class TrainingBench(Bench):
+    """The model (its initial weights), the task's training data, the device and the training settings."""
 
-    def __init__(self, model: Any, task: Task, *, batch_size: int = 64, steps: int = 30, warmup_steps: int = 3,
-                 lr: float = 1e-3, threads: int | None = None, seed: int = 0, target: str = "cpu",
-                 device_profile: DeviceProfile | None = None):
-        if not isinstance(task, Task) or task.train is None or task.metric_name != "accuracy":
-            raise DataError("a training study needs a classification task with training data: "
-                            "wb.tasks.Classification(x_val, y_val, train=(x_train, y_train))")
-        for name, value, low in (("batch_size", batch_size, 1), ("steps", steps, 5), ("warmup_steps", warmup_steps, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise DataError(f"{name} must be a whole number >= {low}, got {value!r}")
-        if batch_size > len(task.train[0]):
-            raise DataError(f"batch_size {batch_size} is larger than the {len(task.train[0])} training samples")
-        self.device = device_profile or device()
-        self.threads = threads or self.device.cores_available
-        self.task = task
-        self.handle = wrap(model, task.sample(1))
-        from .backends.torch.train_loop import TrainConfig
+    phase = "train"
+    columns = COLUMNS + TRAIN_COLUMNS
 
-        self.config = TrainConfig(batch_size=batch_size, steps=steps, warmup_steps=warmup_steps, lr=lr, seed=seed,
-                                  threads=self.threads, device=target)
+    def __init__(self, model: Any, task: Task, profile: DeviceProfile, config: Any, threads: int):
+        self.task, self.device, self.config, self.threads = task, profile, config, threads
+        self.baseline: ModelHandle = wrap(model, task.sample(1))
+        if self.baseline.format != "torch":
+            raise DataError(f"training recipes train torch models; this is a {self.baseline.format} model")
         x, y = task.train
         self.data = {"train": (x.astype(np.float32), y), "eval": task.inputs.astype(np.float32)}
-        self._rows: dict[str, dict] = {}
-        self._reference: np.ndarray | None = None
+        self.reference: np.ndarray | None = None   # the baseline's outputs after training
+        self.baseline_metric: float | None = None
+        self._model_fingerprint: str | None = None
 
-    def run(self, pipelines: str | Iterable[Any], *, progress: bool = True) -> Results:
-        import pandas as pd
+    @property
+    def registry(self) -> Registry:
+        return TRAINING_RECIPES
 
-        todo = [Pipeline(())] + [p for p in parse_training(pipelines) if not p.is_baseline]
-        todo = list(dict.fromkeys(todo))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+    def identity(self) -> dict[str, Any]:
+        if self._model_fingerprint is None:
+            self._model_fingerprint = self.baseline.fingerprint()
+        return {"phase": self.phase, "model": self._model_fingerprint, "task": self.task.fingerprint(),
+                "machine": self.device.fingerprint, "versions": self.device.versions,
+                "settings": dataclasses.asdict(self.config)}
 
-            bar = tqdm(total=len(todo), desc="training trials", unit="trial", leave=False)
-        for pipeline in todo:
-            if pipeline.spec not in self._rows:
-                self._rows[pipeline.spec] = self._trial(pipeline)
-            if bar is not None:
-                bar.update()
-        if bar is not None:
-            bar.close()
-        rows = [self._rows[p.spec] for p in todo]
-        return Results(pd.DataFrame(rows, columns=list(COLUMNS) + list(TRAIN_COLUMNS)))
+    def observe(self, record: TrialRecord) -> None:
+        if record.is_baseline and record.status == "ok":
+            self.baseline_metric = record.row.get("metric")
+            if record.outputs is not None:
+                self.reference = record.outputs
 
-    def trial(self, pipeline: Any) -> dict:
-        """One training trial's row (the baseline is trained first: rows are relative to it)."""
-        pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(pipeline, TRAINING_RECIPES)
-        for p in ([Pipeline(())] if "baseline" not in self._rows else []) + [pipeline]:
-            if p.spec not in self._rows:
-                self._rows[p.spec] = self._trial(p)
-        return dict(self._rows[pipeline.spec])
+    def skeleton(self, pipeline: Pipeline, trial_id: str) -> dict[str, Any]:
+        row = super().skeleton(pipeline, trial_id)
+        stats = self.baseline.weight_stats()
+        row.update(framework=self.baseline.framework, metric_name="accuracy", sparsity=stats.sparsity, fused=False,
+                   batch_size=self.config.batch_size, threads=self.threads, size_bytes=len(self.baseline.serialize()),
+                   params=stats.params, nonzero_params=stats.nonzero_params, **self.device.row_fields())
+        return row
 
-    def is_measured(self, pipeline: Any) -> bool:
-        pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline.parse(pipeline, TRAINING_RECIPES)
-        return pipeline.spec in self._rows
-
-    def results(self) -> Results:
-        """Every training trial so far, the baseline first."""
-        import pandas as pd
-
-        rows = sorted(self._rows.values(), key=lambda r: not r["is_baseline"])
-        return Results(pd.DataFrame(rows, columns=list(COLUMNS) + list(TRAIN_COLUMNS)))
-
-    # -- one trial ---------------------------------------------------------------------------------
-    def _trial(self, pipeline: Pipeline) -> dict:
+    def measure(self, pipeline: Pipeline, trial_id: str) -> TrialRecord:
         import torch
 
-        from .backends.torch.train_loop import train, train_ddp
-        from .recipes.training import Amp, Ddp
-
+        loop = load_backend("torch").train_loop
         started = time.perf_counter()
-        row = self._skeleton(pipeline)
-        ddp = next((s for s in pipeline.steps if isinstance(s, Ddp)), None)
+        row = self.skeleton(pipeline, trial_id)
         previous = torch.get_num_threads()
         try:
             torch.set_num_threads(self.threads)
-            if ddp:
-                out = train_ddp(self.handle.module, pipeline.steps, self.data, self.config, ddp.world_size)
-            else:
-                out = train(self.handle.module, pipeline.steps, self.data, self.config)
+            setup = loop.plan(self.baseline.payload, pipeline, ApplyContext(task=self.task, device=self.device,
+                                                                          seed=self.config.seed))
+            out = (loop.train_ddp(setup, self.data, self.config) if setup.world_size
+                   else loop.train(setup, self.data, self.config))
         except UnsupportedError as exc:
             row.update(status="unsupported", error=str(exc), duration_s=round(time.perf_counter() - started, 3))
-            return row
+            return TrialRecord(row)
         except Exception as exc:  # a trial that breaks is a row; the study goes on
             row.update(status="failed", error=f"train: {type(exc).__name__}: {str(exc)[:500]}",
                        duration_s=round(time.perf_counter() - started, 3))
-            return row
+            return TrialRecord(row)
         finally:
             torch.set_num_threads(previous)
         stats = LatencyStats(tuple(out["step_ms"]), out["first_step_ms"])
         outputs = out["outputs"]
-        if pipeline.is_baseline:
-            self._reference = outputs
-        fidelity = self.task.fidelity(outputs, self._reference if self._reference is not None else outputs)
-        metric = self.task.score(outputs)
-        base = self._rows.get("baseline")
-        amp = next((s for s in pipeline.steps if isinstance(s, Amp)), None)
-        row.update(stats.as_row())
-        row.update({k: v for k, v in fidelity.items() if k in row})
-        row.update(
-            runtime="ddp" if ddp else ("inductor" if any(s.name == "compile" for s in pipeline.steps) else "eager"),
-            precision=f"amp-{'bf16' if self.config.device == 'cpu' and (not amp or amp.dtype != 'fp16') else 'fp16'}"
-            if amp else "fp32",
-            metric=metric, metric_delta=metric - (base["metric"] if base else metric),
-            throughput=self.config.batch_size / (stats.p50 / 1000), peak_mem_bytes=out["peak_mem_bytes"],
-            latency_samples_ms=json.dumps(stats.thinned()), train_loss=float(np.mean(out["losses"][-5:])),
-            steps=self.config.steps, duration_s=round(time.perf_counter() - started, 3),
-        )
+        reference = outputs if pipeline.is_baseline else self.reference
         notes = [f"{self.config.steps} steps of batch {self.config.batch_size} after {self.config.warmup_steps} "
                  "warm-up steps; latency columns are optimizer-step times"]
-        if ddp:
-            single = train(self.handle.module, (), self.data,
-                           _with_threads(self.config, max(1, self.threads // ddp.world_size)))
+        if reference is not None:
+            fidelity = self.task.fidelity(outputs, reference)
+            row.update({k: v for k, v in fidelity.items() if k in row})
+        else:
+            notes.append("fidelity: the baseline's outputs are not known to this study (its store predates them)")
+        metric = self.task.score(outputs)
+        base_metric = metric if pipeline.is_baseline else self.baseline_metric
+        row.update(stats.as_row())
+        row.update(
+            runtime="ddp" if setup.world_size else ("inductor" if setup.compiled else "eager"),
+            precision=self._precision(setup), metric=metric,
+            metric_delta=None if base_metric is None else metric - base_metric,
+            throughput=self.config.batch_size / (stats.p50 / 1000), peak_mem_bytes=out["peak_mem_bytes"],
+            latency_samples_ms=json.dumps(stats.thinned()), train_loss=float(np.mean(out["losses"][-5:])),
+            steps=self.config.steps,
+        )
+        if setup.world_size:
+            per_process = max(1, self.threads // setup.world_size)
+            single = loop.train(loop.TrainSetup(self.baseline.payload), self.data,
+                                dataclasses.replace(self.config, threads=per_process))
             one = self.config.batch_size / (np.median(single["step_ms"]) / 1000)
-            row["scaling_efficiency"] = row["throughput"] / (ddp.world_size * one)
-            notes.append(f"ddp: {ddp.world_size} processes x {max(1, self.threads // ddp.world_size)} thread(s); "
-                         f"one such process alone trains {one:.0f} samples/s; efficiency = "
-                         f"throughput / ({ddp.world_size} x that)")
+            row["scaling_efficiency"] = row["throughput"] / (setup.world_size * one)
+            notes.append(f"ddp: {setup.world_size} processes x {per_process} thread(s); one such process alone "
+                         f"trains {one:.0f} samples/s; efficiency = throughput / ({setup.world_size} x that)")
         row["notes"] = "; ".join(notes + out["notes"])
-        return row
+        row["duration_s"] = round(time.perf_counter() - started, 3)
+        return TrialRecord(row, outputs=outputs if pipeline.is_baseline else None)
 
-    def _skeleton(self, pipeline: Pipeline) -> dict:
-        row: dict[str, Any] = dict.fromkeys(list(COLUMNS) + list(TRAIN_COLUMNS))
-        stats = self.handle.weight_stats()
-        key = hashlib.sha256(f"train|{pipeline.spec}|{self.config}|{self.task.fingerprint()}|"
-                             f"{self.device.fingerprint}".encode()).hexdigest()[:12]
-        row.update(trial_id=key, pipeline=pipeline.spec, framework=self.handle.framework, status="ok",
-                   metric_name="accuracy", sparsity=stats.sparsity, fused=False, batch_size=self.config.batch_size,
-                   threads=self.threads, size_bytes=len(self.handle.serialize()), params=stats.params,
-                   nonzero_params=stats.nonzero_params, **self.device.row_fields(),
-                   is_baseline=pipeline.is_baseline, pareto=False, phase="train",
-                   created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        return row
+    def _precision(self, setup: Any) -> str:
+        if not setup.amp_dtype:
+            return "fp32"
+        if setup.amp_dtype != "auto":
+            return f"amp-{setup.amp_dtype}"
+        return "amp-bf16" if self.config.device == "cpu" else "amp-fp16"
 
 
-def _with_threads(config, threads: int):
-    import dataclasses
+class TrainingStudy(Orchestrator):
+    """Train `model` (from its current weights) on the task's training data under each training pipeline."""
 
-    return dataclasses.replace(config, threads=threads)
+    progress_label = "training trials"
+
+    def __init__(self, model: Any, task: Task, *, batch_size: int = 64, steps: int = 30, warmup_steps: int = 3,
+                 lr: float = 1e-3, threads: int | None = None, seed: int = 0, target: str = "cpu",
+                 device_profile: DeviceProfile | None = None,
+                 store: str | os.PathLike | ResultsStore | None = None, executor: str | Executor = "inline"):
+        if not isinstance(task, Task) or task.train is None or task.metric_name != "accuracy":
+            raise DataError("a training study needs a classification task with training data: "
+                            "wb.tasks.Classification(x_val, y_val, train=(x_train, y_train))")
+        for name, value, low in (("batch_size", batch_size, 1), ("steps", steps, 5), ("warmup_steps", warmup_steps, 0)):
+            check_count("TrainingStudy", name, value, low)
+        if threads is not None:
+            check_count("TrainingStudy", "threads", threads)
+        if batch_size > len(task.train[0]):
+            raise DataError(f"batch_size {batch_size} is larger than the {len(task.train[0])} training samples")
+        profile = device_profile or device()
+        threads = threads or profile.cores_available
+        loop = load_backend("torch").train_loop
+        config = loop.TrainConfig(batch_size=batch_size, steps=steps, warmup_steps=warmup_steps, lr=lr, seed=seed,
+                                  threads=threads, device=target)
+        super().__init__(TrainingBench(model, task, profile, config, threads), store=store, executor=executor)
+
+    def run(self, pipelines: Any, *, progress: bool = True, include_baseline: bool = True):
+        parse_training(pipelines)  # an empty sweep is a mistake here
+        return super().run(pipelines, progress=progress, include_baseline=include_baseline)
+
+    @property
+    def config(self) -> Any:
+        return self.bench.config
 
 
-__all__ = ["TRAIN_COLUMNS", "TrainingStudy", "parse_training"]
+__all__ = ["TRAIN_COLUMNS", "TrainingBench", "TrainingStudy", "parse_training"]

@@ -1,4 +1,5 @@
-"""Framework backends, imported lazily: `load_backend("torch")` imports torch and registers its handlers."""
+"""Framework backends, imported lazily: `load_backend(format)` imports the framework that runs models of that
+format and registers its recipe handlers."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ from types import ModuleType
 
 from ..registry import Registry
 
-#: framework name -> (module path, extra that installs the framework, the module that proves it is there)
+#: model format -> (backend module, extra that installs the framework, the module that proves it is there)
 BACKENDS: Registry[tuple[str, str, str]] = Registry("backend")
-BACKENDS.register("torch", ("workbench.backends.torch", "torch", "torch"))
+for _format in ("torch", "torchscript", "executorch"):
+    BACKENDS.register(_format, ("workbench.backends.torch", "torch", "torch"))
 BACKENDS.register("onnx", ("workbench.backends.onnx", "onnx", "onnxruntime"))
 BACKENDS.register("keras", ("workbench.backends.keras", "tf", "tensorflow"))
 BACKENDS.register("tflite", ("workbench.backends.keras", "tf", "ai_edge_litert"))
 
+#: every format a handle may have (what recipes declare in `formats`)
+FORMATS = tuple(BACKENDS.names())
 
-def load_backend(framework: str) -> ModuleType:
-    module_path, extra, probe = BACKENDS.get(framework)
+
+def load_backend(fmt: str) -> ModuleType:
+    module_path, extra, probe = BACKENDS.get(fmt)
     from .._optional import require
 
-    require(probe, extra, f"the {framework} backend")
+    require(probe, extra, f"the {fmt} backend")
     return importlib.import_module(module_path)

@@ -14,13 +14,13 @@ import hashlib
 import json
 import os
 import platform
-import time
 from typing import Any
 
 import numpy as np
 
 from .._optional import version_of
 from ..paths import cache_dir
+from .timing import TimingConfig, measure_latency
 
 #: ISA features that decide what runs fast; names as Linux /proc/cpuinfo spells them
 ISA_FEATURES = (
@@ -28,8 +28,14 @@ ISA_FEATURES = (
     "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
     "asimd", "asimdhp", "asimddp", "bf16", "i8mm", "sve", "sve2",
 )
-FRAMEWORKS = ("torch", "torchao", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
-              "onnx", "onnxruntime", "transformers", "sentence-transformers", "numpy", "pandas")
+#: every library whose version can change a measured answer (part of the device fingerprint, hence of every
+#: trial's content address)
+FRAMEWORKS = ("torch", "torchao", "torch-pruning", "executorch", "safetensors", "tensorflow", "keras", "tf-keras",
+              "tensorflow-model-optimization", "ai-edge-litert", "tensorflowjs", "onnx", "onnxruntime", "onnxscript",
+              "openvino", "nncf", "transformers", "tokenizers", "sentence-transformers", "numpy", "pandas",
+              "scikit-learn", "scipy")
+#: at most this long timing one measured peak (the calls timed by then give the median)
+PEAK_MAX_TIME_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,18 +203,21 @@ def available_cores() -> int:
 
 # -- measured peaks -----------------------------------------------------------------------------------
 
+def _peak_timing(repeats: int) -> TimingConfig:
+    """A fixed number of timed calls, the first (untimed) call as the warm-up, and a time cap so a slow
+    machine does not hold up the start of a study: the device profile is measured before any trial."""
+    return TimingConfig(min_time_s=0.0, min_runs=repeats, max_runs=repeats, max_time_s=PEAK_MAX_TIME_S,
+                        warmup_runs=0)
+
+
 def _median_seconds(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    """Median seconds per call of `fn()`, timed by `measure_latency` (the one timing loop)."""
+    return measure_latency(fn, _peak_timing(repeats)).p50 / 1e3
 
 
 def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
-    """Measured fp32 matrix-multiply rate (torch when installed, else NumPy's BLAS)."""
+    """Measured fp32 matrix-multiply rate, from the median time of `repeats` (>= 5) calls (torch when
+    installed, else NumPy's BLAS)."""
     if version_of("torch") is not None:
         import torch
 
@@ -228,7 +237,8 @@ def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float
 
 
 def measure_bandwidth_gbs(megabytes: int = 128, repeats: int = 8) -> float:
-    """Measured copy bandwidth: bytes read + written per second, on an array far larger than the caches."""
+    """Measured copy bandwidth: bytes read + written per second (median of `repeats` >= 5 copies), on an
+    array far larger than the caches."""
     src = np.ones(megabytes * 2**20 // 8, dtype=np.float64)
     dst = np.empty_like(src)
     seconds = _median_seconds(lambda: np.copyto(dst, src), repeats)
@@ -246,7 +256,7 @@ def _measured_peaks(fingerprint: str, cores: int) -> dict[str, float]:
         "peak_gflops_all": measure_gemm_gflops(cores),
         "bandwidth_gbs": measure_bandwidth_gbs(),
     }
-    from ..store import atomic_write_text
+    from ..files import atomic_write_text
 
     atomic_write_text(path, json.dumps(peaks))
     return peaks

@@ -1,13 +1,15 @@
 """Recipes: frozen configs, registered by name, composed into pipelines."""
 
 from . import export, fusion, precision, quantization, sparsity, tensorflow, training  # noqa: F401  (registers the recipes)
-from .base import RECIPES, TRAINING_RECIPES, ApplyContext, Recipe, register_handler, register_recipe
+from .aliases import ALIASES
+from .base import HANDLERS, RECIPES, TRAINING_RECIPES, ApplyContext, Recipe, register_handler, register_recipe
+from .export import ToOnnx
 from .fusion import ChannelsLast, Compile, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
-from .pipeline import BASELINE, Pipeline, as_pipeline, parse_pipelines
+from .pipeline import BASELINE, Pipeline, as_pipeline, compose, parse_pipelines
 from .precision import Autocast, Bf16, Fp16, Tf32
-from .quantization import Int8Dynamic, Int8Static, Int8WeightOnly, Qat
+from .quantization import Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly, Qat
 from .sparsity import Cluster, Prune, SparseKernels
-from .tensorflow import EdgeTpu, Tfjs, Tflite, TfliteDynamic, TfliteFp16, TfliteInt8, TfMicro, Xla
+from .tensorflow import EdgeTpu, Tfjs, Tflite, TfMicro, Xla
 
 
 def available() -> list[str]:
@@ -16,22 +18,22 @@ def available() -> list[str]:
 
 
 def describe() -> list[dict]:
-    """One dict per recipe: name, kind, frameworks, summary, parameters with defaults."""
+    """One dict per recipe: name, kind, formats, summary, parameters with defaults."""
     import dataclasses
 
     out = []
     for name in RECIPES.names():
         cls = RECIPES.get(name)
         params = {f.name: (None if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(cls)}
-        out.append({"name": name, "kind": cls.kind, "frameworks": list(cls.frameworks),
+        out.append({"name": name, "kind": cls.kind, "formats": list(cls.formats),
                     "summary": cls.summary, "params": params})
     return out
 
 
 __all__ = [
-    "RECIPES", "TRAINING_RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16", "ChannelsLast", "Cluster", "Compile",
-    "EdgeTpu", "ExecuTorch", "Tfjs", "Tflite", "TfliteDynamic", "TfliteFp16", "TfliteInt8", "TfMicro", "Xla",
-    "FoldBatchNorm", "Fp16", "Fuse", "Int8Dynamic", "Int8Static", "Int8WeightOnly", "Pipeline", "Prune", "Qat",
-    "Recipe", "SparseKernels", "Tf32", "TorchScript", "as_pipeline", "available", "describe", "parse_pipelines",
+    "ALIASES", "HANDLERS", "RECIPES", "TRAINING_RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16",
+    "ChannelsLast", "Cluster", "Compile", "EdgeTpu", "ExecuTorch", "FoldBatchNorm", "Fp16", "Fuse", "Int8Dynamic",
+    "Int4WeightOnly", "Int8Static", "Int8WeightOnly", "Pipeline", "Prune", "Qat", "Recipe", "SparseKernels", "Tf32", "Tfjs", "Tflite",
+    "TfMicro", "ToOnnx", "TorchScript", "Xla", "as_pipeline", "available", "compose", "describe", "parse_pipelines",
     "register_handler", "register_recipe",
 ]

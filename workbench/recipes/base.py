@@ -1,15 +1,18 @@
-"""A recipe = a frozen config dataclass + handlers registered per framework.
+"""A recipe = a frozen config dataclass + one handler per model format it applies to.
 
     @register_recipe
     @dataclass(frozen=True)
     class Prune(Recipe):
-        name = "prune"; kind = "weights"; frameworks = ("torch",)
+        name = "prune"; kind = "weights"; formats = ("torch", "keras")
         sparsity: float = 0.5
 
     @register_handler(Prune, "torch")
     def _prune_torch(recipe, handle, context): ...   # returns a new handle
 
-`recipe.apply(handle)` dispatches on `handle.framework`; the baseline handle is never mutated.
+`recipe.apply(handle)` dispatches on `handle.format` (torch, torchscript, executorch, onnx, keras, tflite), so
+one technique has one name whatever runs it: `int8-dynamic` on an ONNX model is ONNX Runtime's dynamic
+quantization, on a Keras model TFLite's dynamic-range conversion. `apply` appends the recipe to the new
+handle's lineage; the handle it was given is never changed.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ KINDS = ("weights", "graph", "precision", "runtime", "target", "training")
 
 RECIPES: Registry[type[Recipe]] = Registry("recipe")
 TRAINING_RECIPES: Registry[type[Recipe]] = Registry("training recipe")
-_HANDLERS: dict[tuple[type, str], Callable[..., Any]] = {}
+#: "<recipe name>@<format>" -> handler(recipe, handle, context) -> new handle; registering one twice is an error
+HANDLERS: Registry[Callable[..., Any]] = Registry("handler")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +53,12 @@ class Recipe:
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
-    frameworks: ClassVar[tuple[str, ...]] = ()
+    #: the model formats it applies to; each has a handler (a test checks it)
+    formats: ClassVar[tuple[str, ...]] = ()
+    #: parameters that only some formats understand: on any other, a value other than the default is refused
+    format_params: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: a runtime that quantizes with its own tools: precision recipes go after it (see `compose`)
+    precision_after: ClassVar[bool] = False
     summary: ClassVar[str] = ""
     #: parameters always written positionally in the canonical spec, e.g. prune(0.5)
     positional: ClassVar[tuple[str, ...]] = ()
@@ -85,19 +94,20 @@ class Recipe:
 
     # -- behaviour -----------------------------------------------------------------------------
     def apply(self, handle: ModelHandle, context: ApplyContext | None = None) -> ModelHandle:
-        """Return a new handle with this recipe applied; `handle` is left as it was."""
+        """Return a new handle with this recipe applied (and in its lineage); `handle` is left as it was."""
         from ..backends import load_backend
 
-        if handle.framework not in self.frameworks:
+        fmt = handle.format
+        if fmt not in self.formats:
             raise UnsupportedError(
-                self.to_spec(),
-                f"not available for {handle.framework} models (it supports: {', '.join(self.frameworks) or 'none yet'})",
-            )
-        load_backend(handle.framework)
-        handler = _HANDLERS.get((type(self), handle.framework))
-        if handler is None:
-            raise UnsupportedError(self.to_spec(), f"no {handle.framework} handler is registered")
-        return handler(self, handle, context or ApplyContext())
+                self.to_spec(), f"not available for {fmt} models (it applies to: {', '.join(self.formats) or 'none yet'})")
+        for param, formats in self.format_params.items():
+            if fmt not in formats and getattr(self, param) != _default(type(self), param):
+                raise UnsupportedError(self.to_spec(), f"parameter {param} applies to {' and '.join(formats)} models; "
+                                                       f"this is a {fmt} model: leave {param} out")
+        load_backend(fmt)
+        new = HANDLERS.get(handler_key(type(self), fmt))(self, handle, context or ApplyContext())
+        return new.evolve(lineage=handle.lineage + (self,))
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -128,14 +138,28 @@ def register_recipe(cls: type[Recipe]) -> type[Recipe]:
     return cls
 
 
-def register_handler(recipe_cls: type[Recipe], framework: str) -> Callable[[Callable], Callable]:
-    """Decorator: `fn(recipe, handle, context) -> new handle` applies `recipe_cls` to `framework` models."""
+def handler_key(recipe_cls: type[Recipe], fmt: str) -> str:
+    """Training recipes name another thing than inference ones of the same name (compile, channels-last)."""
+    return f"{'train:' if recipe_cls.kind == 'training' else ''}{recipe_cls.name}@{fmt}"
+
+
+def register_handler(recipe_cls: type[Recipe], *formats: str) -> Callable[[Callable], Callable]:
+    """Decorator: `fn(recipe, handle, context) -> new handle` applies `recipe_cls` to models of `formats`."""
+    unknown = [f for f in formats if f not in recipe_cls.formats]
+    if unknown or not formats:
+        raise ValueError(f"recipe {recipe_cls.name!r} declares formats {recipe_cls.formats}; cannot register a "
+                         f"handler for {unknown or 'no format'}")
 
     def deco(fn: Callable) -> Callable:
-        _HANDLERS[(recipe_cls, framework)] = fn
+        for fmt in formats:
+            HANDLERS.register(handler_key(recipe_cls, fmt), fn)
         return fn
 
     return deco
+
+
+def _default(cls: type[Recipe], param: str) -> Any:
+    return next(f.default for f in dataclasses.fields(cls) if f.name == param)
 
 
 def recipe_from_params(name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,

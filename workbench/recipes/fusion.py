@@ -14,7 +14,7 @@ class FoldBatchNorm(Recipe):
 
     name = "fold-bn"
     kind = "graph"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "fold BatchNorm into the preceding convolution"
 
 
@@ -25,7 +25,7 @@ class Fuse(Recipe):
 
     name = "fuse"
     kind = "graph"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "fuse Conv-BN-ReLU / Linear-ReLU into fused modules"
 
 
@@ -36,7 +36,7 @@ class ChannelsLast(Recipe):
 
     name = "channels-last"
     kind = "graph"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "NHWC memory format for convolutions"
 
 
@@ -47,7 +47,7 @@ class TorchScript(Recipe):
 
     name = "torchscript"
     kind = "runtime"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "TorchScript trace/script + freeze + optimize_for_inference"
 
     mode: str = "trace"
@@ -67,7 +67,7 @@ class Compile(Recipe):
 
     name = "compile"
     kind = "runtime"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "torch.compile with Inductor (compile time reported as first call)"
 
     mode: str = "default"
@@ -83,5 +83,5 @@ class ExecuTorch(Recipe):
 
     name = "executorch"
     kind = "runtime"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "ExecuTorch program with the XNNPACK delegate (mobile runtime)"

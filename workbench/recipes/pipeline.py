@@ -14,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ..errors import IncompatibleRecipesError, SpecError, WorkbenchError
 from ..registry import Registry
-from .base import RECIPES, ApplyContext, Recipe, recipe_from_params
+from .base import KINDS, RECIPES, ApplyContext, Recipe, recipe_from_params
 
 if TYPE_CHECKING:
     from ..model import ModelHandle
@@ -52,7 +52,7 @@ class Pipeline:
         return {"spec": self.spec, "steps": [step.to_dict() for step in self.steps]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Pipeline:
+    def from_dict(cls, data: dict[str, Any], registry: Registry | None = None) -> Pipeline:
         if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
             raise SpecError(str(data), "a pipeline dict needs a 'steps' list of {'recipe': name, ...} dicts")
         steps = []
@@ -60,7 +60,7 @@ class Pipeline:
             if not isinstance(step, dict) or "recipe" not in step:
                 raise SpecError(str(data), f"step {step!r} has no 'recipe' key")
             params = {k: v for k, v in step.items() if k != "recipe"}
-            steps.append(recipe_from_params(step["recipe"], (), params))
+            steps.append(recipe_from_params(step["recipe"], (), params, registry))
         return cls(tuple(steps))
 
     @classmethod
@@ -74,7 +74,9 @@ class Pipeline:
             raise SpecError(spec, "it is empty", f"write '{BASELINE}' for the model as given")
         if text.lower() == BASELINE:
             return cls(())
-        steps = [_parse_step(spec, part, registry) for part in _split_top(spec, text, "+")]
+        steps: list[Recipe] = []
+        for part in _split_top(spec, text, "+"):
+            steps.extend(_parse_step(spec, part, registry, steps))
         return cls(tuple(steps))
 
     # -- behaviour ------------------------------------------------------------------------------
@@ -100,11 +102,12 @@ class Pipeline:
         return len(self.steps)
 
 
-PipelineLike = Union[str, Pipeline, Recipe, dict, None]
+PipelineLike = str | Pipeline | Recipe | dict | None
 
 
-def as_pipeline(value: PipelineLike) -> Pipeline:
-    """Accept a spec string, a Pipeline, a single Recipe, a dict, or None (the baseline)."""
+def as_pipeline(value: PipelineLike, registry: Registry | None = None) -> Pipeline:
+    """Accept a spec string, a Pipeline, a single Recipe, a dict, or None (the baseline). `registry`: where
+    spec names are looked up (the inference recipes unless given)."""
     if value is None:
         return Pipeline(())
     if isinstance(value, Pipeline):
@@ -112,26 +115,37 @@ def as_pipeline(value: PipelineLike) -> Pipeline:
     if isinstance(value, Recipe):
         return Pipeline((value,))
     if isinstance(value, dict):
-        return Pipeline.from_dict(value)
+        return Pipeline.from_dict(value, registry)
     if isinstance(value, str):
-        return Pipeline.parse(value)
+        return Pipeline.parse(value, registry)
     raise SpecError(repr(value), f"a pipeline is a spec string, a Pipeline, a Recipe or a dict, not {type(value).__name__}")
 
 
-def parse_pipelines(value: str | Iterable[PipelineLike]) -> list[Pipeline]:
+def parse_pipelines(value: str | Iterable[PipelineLike], registry: Registry | None = None) -> list[Pipeline]:
     """`"a; b + c"` or a list of pipeline-likes → pipelines (all parsed before anything runs)."""
     if isinstance(value, str):
         parts = [p for p in _split_top(value, value, ";") if p.strip()] if value.strip() else []
         if not parts:
             raise SpecError(value, "no pipeline given", "e.g. 'int8-dynamic; prune(0.5)'")
-        return [Pipeline.parse(p) for p in parts]
+        return [Pipeline.parse(p, registry) for p in parts]
     if isinstance(value, (Pipeline, Recipe, dict)):
-        return [as_pipeline(value)]
+        return [as_pipeline(value, registry)]
     try:
         items = list(value)
     except TypeError:
         raise SpecError(repr(value), "expected a spec string or a list of pipelines") from None
-    return [as_pipeline(v) for v in items]
+    return [as_pipeline(v, registry) for v in items]
+
+
+def compose(steps: Iterable[PipelineLike]) -> Pipeline:
+    """One pipeline from recipes given in any order (a panel's toggles): weights, graph, precision, runtime,
+    target — except that precision follows a runtime that quantizes with its own tools (`to-onnx`: then
+    `int8-dynamic` is ONNX Runtime's). The order within a kind is kept."""
+    recipes = [r for step in steps for r in as_pipeline(step).steps]
+    rank = {kind: i for i, kind in enumerate(KINDS)}
+    if any(r.precision_after for r in recipes):
+        rank["precision"] = rank["runtime"] + 0.5
+    return Pipeline(tuple(sorted(recipes, key=lambda r: rank[r.kind])))
 
 
 def parse_value(text: str) -> Any:
@@ -154,13 +168,17 @@ def parse_value(text: str) -> Any:
         return t
 
 
-def _parse_step(spec: str, text: str, registry: Registry) -> Recipe:
+def _parse_step(spec: str, text: str, registry: Registry, earlier: list[Recipe]) -> list[Recipe]:
+    """The recipe a step names (an old name, an alias, may become two)."""
+    from .aliases import ALIASES
+
     m = _STEP.match(text)
     if not m:
         raise SpecError(spec, f"{text.strip()!r} is not a recipe call",
                         "write name or name(value, key=value), e.g. prune(0.5)")
     name, arg_text = m.group(1), m.group(2)
-    if name not in registry:
+    alias = ALIASES.get(name) if registry is RECIPES and name not in registry and name in ALIASES else None
+    if name not in registry and alias is None:
         registry.get(name)  # raises UnknownNameError listing the known ones
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
@@ -178,7 +196,9 @@ def _parse_step(spec: str, text: str, registry: Registry) -> Recipe:
                 raise SpecError(spec, f"positional value {raw.strip()!r} after a keyword in {text.strip()!r}")
             else:
                 args.append(parse_value(raw))
-    return recipe_from_params(name, args, kwargs, registry)
+    if alias is not None:
+        return alias.expand(spec, args, kwargs, earlier)
+    return [recipe_from_params(name, args, kwargs, registry)]
 
 
 def _split_top(spec: str, text: str, sep: str) -> list[str]:

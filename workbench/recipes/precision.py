@@ -10,12 +10,13 @@ from .base import Recipe, check_choice, register_recipe
 @register_recipe
 @dataclass(frozen=True)
 class Fp16(Recipe):
-    """Weights and compute in float16. Fast on GPUs with tensor cores; emulated (slow) on most CPUs."""
+    """Weights and compute in float16. Fast on GPUs with tensor cores; emulated (slow) on most CPUs.
+    On a Keras model: TFLite's float16 conversion (float16 weights, dequantized to float32 on CPUs)."""
 
     name = "fp16"
     kind = "precision"
-    frameworks = ("torch",)
-    summary = "float16 weights and compute"
+    formats = ("torch", "keras")
+    summary = "float16 weights and compute (TFLite float16 weights on Keras)"
 
 
 @register_recipe
@@ -25,7 +26,7 @@ class Bf16(Recipe):
 
     name = "bf16"
     kind = "precision"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "bfloat16 weights and compute"
 
 
@@ -36,7 +37,7 @@ class Autocast(Recipe):
 
     name = "autocast"
     kind = "precision"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "fp32 weights, low-precision compute where safe (torch.autocast)"
     positional = ("dtype",)
 
@@ -53,5 +54,5 @@ class Tf32(Recipe):
 
     name = "tf32"
     kind = "precision"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "TF32 tensor-core math for fp32 models (CUDA sm80+ only)"

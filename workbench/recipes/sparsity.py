@@ -11,7 +11,8 @@ from .base import Recipe, check_choice, check_range, register_recipe
 PATTERNS = ("unstructured", "channel", "2:4")
 #: how sparsity grows while fine-tuning: TF-MOT's PolynomialDecay (0 -> target over the first 70% of the
 #: steps) or ConstantSparsity (the target from step 0, i.e. one-shot). auto: polynomial for Keras (TF-MOT's
-#: default), one-shot for torch
+#: default); for torch, unstructured sparsity above 50% grows in three stages with fine-tuning between them
+#: (polynomial), anything else is one-shot
 SCHEDULES = ("auto", "constant", "polynomial")
 CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 #: fine-tuning epochs when prune(finetune=-1), the default: removing whole channels needs longer recovery
@@ -35,7 +36,7 @@ class Prune(Recipe):
 
     name = "prune"
     kind = "weights"
-    frameworks = ("torch", "keras")
+    formats = ("torch", "keras")
     summary = "magnitude pruning (unstructured / channel / 2:4), then fine-tuning"
     positional = ("sparsity",)
 
@@ -67,7 +68,7 @@ class SparseKernels(Recipe):
 
     name = "sparse-kernels"
     kind = "runtime"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "2:4 semi-structured sparse kernels for Linear layers (CUDA sm80+)"
 
     def conflicts_with(self, earlier: Sequence[Recipe]) -> str | None:
@@ -88,7 +89,7 @@ class Cluster(Recipe):
 
     name = "cluster"
     kind = "weights"
-    frameworks = ("keras",)
+    formats = ("keras",)
     summary = "weight clustering into N shared values per layer (TF-MOT), then fine-tuning"
     positional = ("clusters",)
 

@@ -2,14 +2,15 @@
 
 Configs only; the handlers live in workbench.backends.keras.
 
-    tflite            float32 flatbuffer
-    tflite-dynamic    int8 weights, float activations (dynamic-range quantization)
-    tflite-fp16       float16 weights (dequantized to float32 on the CPU)
-    tflite-int8       full integer: weights and activations int8, ranges from the task's data
+    tflite            float32 flatbuffer; on a converted (tflite) model: how the interpreter runs it
     xla               the Keras model under tf.function(jit_compile=True)
     edgetpu           check: can the EdgeTPU compiler map every op (all int8, supported kinds)?
     tf-micro          check: does the model fit a microcontroller's flash and RAM?
     tfjs              export for TensorFlow.js (needs the tensorflowjs converter)
+
+TFLite's quantized converters are the precision recipes on a Keras model: `int8-dynamic` (dynamic range),
+`int8-static` (full integer, representative dataset), `fp16` (float16 weights). The names tflite-dynamic,
+tflite-int8 and tflite-fp16 are aliases of them for one release (see recipes.aliases).
 """
 
 from __future__ import annotations
@@ -19,61 +20,20 @@ from dataclasses import dataclass
 
 from .base import Recipe, check_choice, check_range, register_recipe
 
-#: precision of the flatbuffer each converter recipe writes
-TFLITE_PRECISIONS = {"tflite": "fp32", "tflite-dynamic": "int8-dynamic", "tflite-fp16": "fp16-weights", "tflite-int8": "int8"}
 
-
+@register_recipe
 @dataclass(frozen=True)
-class _Tflite(Recipe):
-    """Base of the converter recipes: `xnnpack` runs the interpreter with (true) or without (false) the
-    XNNPACK delegate, so its effect can be measured."""
+class Tflite(Recipe):
+    """Convert a Keras model to a float32 TFLite flatbuffer (int8 after `qat`), run in the LiteRT interpreter.
+    `xnnpack` runs the interpreter with (true) or without (false) the XNNPACK delegate, so its effect can be
+    measured; after a quantizing converter (`int8-static + tflite(xnnpack=false)`) it only sets that."""
 
+    name = "tflite"
     kind = "runtime"
-    frameworks = ("keras",)
+    formats = ("keras", "tflite")
+    summary = "convert to a TFLite flatbuffer, run in the LiteRT interpreter (xnnpack on/off; int8 after qat)"
 
     xnnpack: bool = True
-
-    @property
-    def precision(self) -> str:
-        return TFLITE_PRECISIONS[self.name]
-
-
-@register_recipe
-@dataclass(frozen=True)
-class Tflite(_Tflite):
-    name = "tflite"
-    summary = "convert to a float32 TFLite flatbuffer, run in the LiteRT interpreter (int8 after qat)"
-
-
-@register_recipe
-@dataclass(frozen=True)
-class TfliteDynamic(_Tflite):
-    name = "tflite-dynamic"
-    summary = "TFLite dynamic-range quantization: int8 weights, float activations"
-
-
-@register_recipe
-@dataclass(frozen=True)
-class TfliteFp16(_Tflite):
-    name = "tflite-fp16"
-    summary = "TFLite float16 weights (half the size; computed in float32 on CPUs)"
-
-
-@register_recipe
-@dataclass(frozen=True)
-class TfliteInt8(_Tflite):
-    """Full-integer TFLite: ranges from `calibration` samples of the task's training data (else its inputs).
-    `io=int8` also makes the model's input and output int8 (what EdgeTPU and microcontrollers want)."""
-
-    name = "tflite-int8"
-    summary = "TFLite full integer int8, calibrated on task data (representative dataset)"
-
-    calibration: int = 200
-    io: str = "float"
-
-    def validate(self) -> None:
-        check_range(self.name, "calibration", self.calibration, 1, 100_000)
-        check_choice(self.name, "io", self.io, ("float", "int8"))
 
 
 @register_recipe
@@ -84,17 +44,18 @@ class Xla(Recipe):
 
     name = "xla"
     kind = "runtime"
-    frameworks = ("keras",)
+    formats = ("keras",)
     summary = "XLA compilation of the Keras model (jit_compile=True)"
 
 
 class _Target(Recipe):
     kind = "target"
-    frameworks = ("tflite",)
+    formats = ("tflite",)
 
     def conflicts_with(self, earlier: Sequence[Recipe]) -> str | None:
-        if not any(isinstance(r, _Tflite) for r in earlier):
-            return f"{self.to_spec()} checks a TFLite model: put a converter before it, e.g. 'tflite-int8 + {self.to_spec()}'"
+        if not any(r.kind in ("runtime", "precision") for r in earlier):
+            return (f"{self.to_spec()} checks a TFLite model: put a converter before it, e.g. "
+                    f"'int8-static + {self.to_spec()}' or 'tflite + {self.to_spec()}'")
         if any(r.kind == "target" for r in earlier):
             return "a pipeline checks one target; run one pipeline per target"
         return super().conflicts_with(earlier)
@@ -134,7 +95,7 @@ class Tfjs(Recipe):
 
     name = "tfjs"
     kind = "runtime"
-    frameworks = ("keras",)
+    formats = ("keras",)
     summary = "export for TensorFlow.js (size; needs the tensorflowjs converter)"
 
     quantize: str = "none"

@@ -19,7 +19,7 @@ class Checkpoint(Recipe):
 
     name = "checkpoint"
     kind = "training"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "activation checkpointing (recompute activations in backward)"
     positional = ("segments",)
 
@@ -36,7 +36,7 @@ class Amp(Recipe):
 
     name = "amp"
     kind = "training"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "autocast mixed precision (bf16 on CPU, fp16 + GradScaler on CUDA)"
 
     dtype: str = "auto"
@@ -50,7 +50,7 @@ class Amp(Recipe):
 class TrainChannelsLast(Recipe):
     name = "channels-last"
     kind = "training"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "NHWC memory format for the model and its batches"
 
 
@@ -59,7 +59,7 @@ class TrainChannelsLast(Recipe):
 class TrainCompile(Recipe):
     name = "compile"
     kind = "training"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "torch.compile the model for training (compile time is the first step, apart)"
 
 
@@ -70,7 +70,7 @@ class GradAccum(Recipe):
 
     name = "grad-accum"
     kind = "training"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "gradient accumulation over k micro-batches (same effective batch, less memory)"
     positional = ("steps",)
 
@@ -88,7 +88,7 @@ class Ddp(Recipe):
 
     name = "ddp"
     kind = "training"
-    frameworks = ("torch",)
+    formats = ("torch",)
     summary = "DistributedDataParallel over world_size local processes"
     positional = ("world_size",)
 

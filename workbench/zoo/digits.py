@@ -117,7 +117,7 @@ def trained(name: str):
 
     import torch
 
-    from ..store import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     model = build(name)
     path = _cache_path(name)

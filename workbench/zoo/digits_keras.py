@@ -69,7 +69,7 @@ def trained():
     import os
     import tempfile
 
-    from ..store import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     path = _cache_path()
     model = build()

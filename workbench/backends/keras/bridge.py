@@ -28,17 +28,17 @@ class BridgeError(Exception):
 def to_tf_keras(handle: KerasModel, example: np.ndarray | None = None) -> tuple[Any, str | None]:
     """(a tf_keras copy of the handle's model, a note on the bridge or None). Raises BridgeError."""
     if handle.flavor == "tf_keras":
-        copy = clone(handle.model, "tf_keras")
+        copy = clone(handle.payload, "tf_keras")
         if copy is None:
             raise BridgeError("a subclassed tf_keras model cannot be cloned; TF-MOT needs a sequential or "
                               "functional model")
         return copy, None
     if handle.subclassed:
-        raise BridgeError(f"{type(handle.model).__name__} is a subclassed Keras 3 model (its layers are wired in "
+        raise BridgeError(f"{type(handle.payload).__name__} is a subclassed Keras 3 model (its layers are wired in "
                           "Python code, not a layer graph); TF-MOT needs a sequential or functional model: "
                           "rebuild it with keras.Sequential or the functional API")
     tfk = _tf.tf_keras()
-    model = handle.model
+    model = handle.payload
     tensors: dict[int, Any] = {}
     inputs = []
     for tensor in model.inputs:

@@ -1,4 +1,4 @@
-"""Keras → TFLite (the four converter recipes), XLA, and TF.js export."""
+"""Keras → TFLite (tflite, and int8-dynamic / int8-static / fp16 on Keras models), XLA, and TF.js export."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ..._native import quiet_native_stderr
 from ..._optional import version_of
 from ...errors import DataError, UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.tensorflow import Tfjs, Tflite, TfliteDynamic, TfliteFp16, TfliteInt8, Xla, _Tflite
+from ...recipes.precision import Fp16
+from ...recipes.quantization import Int8Dynamic, Int8Static
+from ...recipes.tensorflow import Tfjs, Tflite, Xla
 from . import _tf
 from .handle import KerasModel
 from .litert import LiteModel
@@ -44,29 +46,39 @@ def representative(spec: str, handle: KerasModel, context: ApplyContext, n: int)
 def _converter(handle: KerasModel) -> Any:
     tf = _tf.tf()
     if handle.flavor == "keras3" and not handle.subclassed:
-        return tf.lite.TFLiteConverter.from_keras_model(handle.model)
+        return tf.lite.TFLiteConverter.from_keras_model(handle.payload)
     # tf_keras models and subclassed models: convert the traced function (what from_keras_model does inside)
     shape = handle.input_shape() or (None,) + tuple(np.asarray(handle.example_input).shape[1:])
     return tf.lite.TFLiteConverter.from_concrete_functions([handle.concrete_function((None,) + tuple(shape[1:]))],
-                                                           handle.model)
+                                                           handle.payload)
 
 
-def convert(recipe: _Tflite, handle: KerasModel, context: ApplyContext) -> LiteModel:
+#: what each converting recipe makes of a Keras model: the flatbuffer's precision
+CONVERTERS = {"tflite": "fp32", "int8-dynamic": "int8-dynamic", "fp16": "fp16-weights", "int8-static": "int8"}
+
+
+@register_handler(Tflite, "keras")
+@register_handler(Int8Dynamic, "keras")
+@register_handler(Int8Static, "keras")
+@register_handler(Fp16, "keras")
+def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel, context: ApplyContext) -> LiteModel:
+    """Keras → TFLite: tflite (float32; int8 after qat), int8-dynamic (dynamic range), fp16 (float16 weights),
+    int8-static (full integer from a representative dataset), run in the LiteRT interpreter."""
     spec = recipe.to_spec()
     tf = _tf.tf()
     if handle.runtime != "tensorflow":
         raise UnsupportedError(spec, f"it converts a Keras model; this one already runs as {handle.runtime}")
     qat = handle.precision == "int8-simulated"
-    if qat and recipe.name in ("tflite-dynamic", "tflite-fp16"):
+    if qat and recipe.name in ("int8-dynamic", "fp16"):
         raise UnsupportedError(spec, "a QAT model converts to int8 (its fake-quant ranges are learned): use "
-                                     "'qat + tflite' or 'qat + tflite-int8'")
+                                     "'qat + tflite' or 'qat + int8-static'")
     converter = _converter(handle)
-    precision = recipe.precision
+    precision = CONVERTERS[recipe.name]
     if recipe.name != "tflite" or qat:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if recipe.name == "tflite-fp16":
+    if recipe.name == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if recipe.name == "tflite-int8":
+    if isinstance(recipe, Int8Static):
         converter.representative_dataset = representative(spec, handle, context, recipe.calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if recipe.io == "int8":
@@ -82,15 +94,19 @@ def convert(recipe: _Tflite, handle: KerasModel, context: ApplyContext) -> LiteM
     notes = list(handle.notes)
     if qat:
         notes.append(f"{spec}: the QAT model's learned ranges give int8 kernels")
-    if recipe.name == "tflite-fp16":
+    if recipe.name == "fp16":
         notes.append(f"{spec}: float16 weights are dequantized to float32 at load on CPUs (GPU delegates run fp16)")
+    if recipe.name != "tflite":
+        notes.append(f"{spec}: on a Keras model this is TFLite's converter")
     notes.append(f"{spec}: accuracy and latency measured in the LiteRT interpreter")
-    return LiteModel(model, handle, precision=precision, xnnpack=recipe.xnnpack,
-                     lineage=handle.lineage + (spec,), notes=tuple(notes))
+    xnnpack = recipe.xnnpack if isinstance(recipe, Tflite) else True
+    return LiteModel(model, handle, precision=precision, xnnpack=xnnpack, notes=tuple(notes))
 
 
-for _cls in (Tflite, TfliteDynamic, TfliteFp16, TfliteInt8):
-    register_handler(_cls, "keras")(convert)
+@register_handler(Tflite, "tflite")
+def interpreter_options(recipe: Tflite, handle: LiteModel, context: ApplyContext) -> LiteModel:
+    """`tflite` on a model that is already a flatbuffer: only how the interpreter runs it (XNNPACK on or off)."""
+    return handle.evolve(xnnpack=recipe.xnnpack, _interpreters={})
 
 
 @contextlib.contextmanager
@@ -106,7 +122,7 @@ def xla(recipe: Xla, handle: KerasModel, context: ApplyContext) -> KerasModel:
     spec = recipe.to_spec()
     if handle.runtime != "tensorflow":
         raise UnsupportedError(spec, f"it compiles a Keras model; this one already runs as {handle.runtime}")
-    new = handle.evolve(runtime="xla", jit_compile=True, lineage=handle.lineage + (spec,),
+    new = handle.evolve(runtime="xla", jit_compile=True,
                         notes=handle.notes + (f"{spec}: first call (XLA compilation) reported as first_call_ms; "
                                               "each new batch shape compiles again",))
     try:
@@ -135,7 +151,7 @@ def tfjs(recipe: Tfjs, handle: KerasModel, context: ApplyContext) -> Any:
 
         with tempfile.TemporaryDirectory() as tmp, _quiet():
             options = {"quantization_dtype_map": {recipe.quantize: "*"}} if recipe.quantize != "none" else {}
-            save_keras_model(handle.model, tmp, **options)
+            save_keras_model(handle.payload, tmp, **options)
             files = list(Path(tmp).iterdir())
             size = sum(f.stat().st_size for f in files)
     except Exception as exc:

@@ -137,21 +137,21 @@ def _kb(n: int) -> str:
 @register_handler(EdgeTpu, "tflite")
 def edgetpu(recipe: EdgeTpu, handle: LiteModel, context: ApplyContext) -> LiteModel:
     spec = recipe.to_spec()
-    report = edgetpu_report(handle.model)
+    report = edgetpu_report(handle.payload)
     if not report.compatible:
         shown = "; ".join(report.offenders[:6]) + (f"; … {len(report.offenders) - 6} more" if len(report.offenders) > 6 else "")
-        hint = " (convert with tflite-int8 for int8 ops)" if handle.precision != "int8" else ""
+        hint = " (convert with int8-static for int8 ops)" if handle.precision != "int8" else ""
         raise UnsupportedError(spec, f"{len(report.offenders)} of {report.ops} ops cannot run on the EdgeTPU{hint}: {shown}")
     note = f"{spec}: all {report.ops - len(report.on_cpu)} ops int8 and EdgeTPU-supported (compile with edgetpu_compiler)"
     if report.on_cpu:
-        note += f"; float input/output conversion stays on the CPU ({', '.join(report.on_cpu)}; tflite-int8(io=int8) removes it)"
+        note += f"; float input/output conversion stays on the CPU ({', '.join(report.on_cpu)}; int8-static(io=int8) removes it)"
     return _checked(handle, spec, note)
 
 
 @register_handler(TfMicro, "tflite")
 def tf_micro(recipe: TfMicro, handle: LiteModel, context: ApplyContext) -> LiteModel:
     spec = recipe.to_spec()
-    fit = micro_fit(handle.model, recipe.flash_kb * 1024, recipe.ram_kb * 1024)
+    fit = micro_fit(handle.payload, recipe.flash_kb * 1024, recipe.ram_kb * 1024)
     summary = (f"flatbuffer {_kb(fit.flash_bytes)} of {recipe.flash_kb} KB flash, arena ≈ {_kb(fit.arena_bytes)} "
                f"of {recipe.ram_kb} KB RAM")
     if not fit.fits:
@@ -160,5 +160,5 @@ def tf_micro(recipe: TfMicro, handle: LiteModel, context: ApplyContext) -> LiteM
 
 
 def _checked(handle: LiteModel, spec: str, note: str) -> Any:
-    """The same flatbuffer (and interpreters), with the check in its lineage and notes."""
-    return handle.evolve(lineage=handle.lineage + (spec,), notes=handle.notes + (note,))
+    """The same flatbuffer (and interpreters), with the check in its notes."""
+    return handle.evolve(notes=handle.notes + (note,))

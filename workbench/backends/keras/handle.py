@@ -58,6 +58,7 @@ class KerasModel(ModelHandle):
     """A Keras model (Keras 3 or tf_keras). `example_input` is a batch of inputs (channels-last images...)."""
 
     framework = "keras"
+    format = "keras"
     runtime = "tensorflow"
 
     def __init__(self, model: Any, example_input: Any = None, *, copy_model: bool = True):
@@ -69,8 +70,8 @@ class KerasModel(ModelHandle):
         if not model.built and example_input is not None:
             model(np.asarray(example_input), training=False)
         copied = clone(model, self.flavor) if copy_model else None
-        self.model = copied if copied is not None else model
-        self.subclassed = not is_graph_model(self.model)
+        self.payload = copied if copied is not None else model
+        self.subclassed = not is_graph_model(self.payload)
         self.jit_compile = False
         self._fn: Callable | None = None
 
@@ -85,31 +86,31 @@ class KerasModel(ModelHandle):
     def function(self) -> Callable:
         """The model's inference call as a tf.function (XLA-compiled where `jit_compile`), built once."""
         if self._fn is None:
-            self._fn = inference_function(self.model, jit_compile=self.jit_compile)
+            self._fn = inference_function(self.payload, jit_compile=self.jit_compile)
         return self._fn
 
     def concrete_function(self, batch_shape: tuple) -> Any:
         """The plain (non-XLA) inference graph for inputs of `batch_shape` (None: any batch size)."""
         tf = _tf.tf()
-        return inference_function(self.model).get_concrete_function(tf.TensorSpec(batch_shape, tf.float32))
+        return inference_function(self.payload).get_concrete_function(tf.TensorSpec(batch_shape, tf.float32))
 
-    def _as_tensor(self, batch: Any):
+    def prepare(self, batch: Any):
         tf = _tf.tf()
         if isinstance(batch, np.ndarray) and batch.dtype == np.float64:
             batch = batch.astype(np.float32)
         return tf.convert_to_tensor(batch)
 
     def predict(self, batch: Any) -> np.ndarray:
-        out = self.function()(self._as_tensor(batch))
+        out = self.function()(self.prepare(batch))
         if isinstance(out, (list, tuple)):
             out = out[0]
         return np.asarray(out, dtype=np.float32)
 
     def runner(self, batch: Any) -> Callable[[], object]:
-        fn, x = self.function(), self._as_tensor(batch)
+        fn, x = self.function(), self.prepare(batch)
         return lambda: fn(x)
 
-    def feed_arrays(self, batch: Any) -> np.ndarray:
+    def numpy_inputs(self, batch: Any) -> np.ndarray:
         return np.asarray(batch, dtype=np.float32)
 
     @contextlib.contextmanager
@@ -129,17 +130,42 @@ class KerasModel(ModelHandle):
             name, options = ("model.keras", {}) if self.flavor == "keras3" else ("model.h5", {"include_optimizer": False})
             path = os.path.join(tmp, name)
             try:
-                self.model.save(path, **options)
+                self.payload.save(path, **options)
             except Exception:  # a subclassed model without get_config: its weights are what ships
                 path = os.path.join(tmp, "model.weights.h5")
-                self.model.save_weights(path)
+                self.payload.save_weights(path)
             with open(path, "rb") as f:
                 return f.read()
+
+    def fingerprint(self) -> str:
+        """The architecture (its config, or the subclass's source code) and every variable's values — not the
+        `.keras` archive, which embeds the time it was saved."""
+        import hashlib
+        import inspect
+        import json
+
+        h = hashlib.sha256(self.flavor.encode())
+        try:
+            h.update(json.dumps(self.payload.get_config(), sort_keys=True, default=str).encode())
+        except Exception:  # a subclassed model without get_config
+            pass
+        for cls in type(self.payload).__mro__[:-1]:
+            h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+            if self.subclassed and not cls.__module__.startswith(("keras", "tf_keras", "tensorflow")):
+                try:
+                    h.update(inspect.getsource(cls).encode())
+                except (OSError, TypeError):
+                    pass
+        for var in self.payload.weights:
+            array = np.ascontiguousarray(np.asarray(var))
+            h.update(f"{getattr(var, 'path', None) or var.name}{array.dtype}{array.shape}".encode())
+            h.update(array.tobytes())
+        return h.hexdigest()
 
     def weights(self) -> list[tuple[str, np.ndarray]]:
         """(name, array) of every float weight (BatchNorm statistics and TF-MOT bookkeeping excluded)."""
         out = []
-        for var in self.model.weights:
+        for var in self.payload.weights:
             name = getattr(var, "path", None) or var.name
             leaf = name.rsplit("/", 1)[-1].split(":")[0]
             array = np.asarray(var)
@@ -169,7 +195,7 @@ class KerasModel(ModelHandle):
             return None
 
     def input_shape(self) -> tuple | None:
-        shape = getattr(self.model, "input_shape", None)
+        shape = getattr(self.payload, "input_shape", None)
         if isinstance(shape, list):
             return None
         return tuple(shape) if shape is not None else None

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ...model import ModelHandle, ThreadedRuntime, WeightStats
 from ..._native import quiet_native_stderr
 from ..._optional import version_of
+from ...model import ModelHandle, ThreadedRuntime, WeightStats
 from . import _tf
 
 
@@ -69,13 +69,14 @@ class LiteModel(ThreadedRuntime, ModelHandle):
     """A TFLite flatbuffer run by the LiteRT interpreter on the CPU; `source` is the Keras handle it was
     converted from (FLOPs are counted there: the interpreter's kernels are opaque)."""
 
-    framework = "tflite"
+    framework = "keras"
+    format = "tflite"
     runtime = "litert"
 
     def __init__(self, model: bytes, source: ModelHandle, *, precision: str, xnnpack: bool = True,
-                 lineage: tuple[str, ...] = (), notes: tuple[str, ...] = ()):
-        self.model, self.source, self.precision, self.xnnpack = model, source, precision, xnnpack
-        self.lineage, self.notes = lineage, notes
+                 notes: tuple[str, ...] = ()):
+        self.payload, self.source, self.precision, self.xnnpack = model, source, precision, xnnpack
+        self.notes = notes
         self.example_input = source.example_input
         self.fused = True  # the converter folds BatchNorm and fuses activations
         self._threads: int | None = None
@@ -96,7 +97,7 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         resolver = (lite.OpResolverType.AUTO if self.xnnpack
                     else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            interpreter = lite.Interpreter(model_content=self.model, num_threads=self._threads or -1,
+            interpreter = lite.Interpreter(model_content=self.payload, num_threads=self._threads or -1,
                                            experimental_op_resolver_type=resolver)
         if shape is not None:
             index = interpreter.get_input_details()[0]["index"]
@@ -111,7 +112,7 @@ class LiteModel(ThreadedRuntime, ModelHandle):
             self._interpreters[key] = self._new_interpreter(shape)
         return self._interpreters[key]
 
-    def _prepare(self, batch: Any) -> np.ndarray:
+    def prepare(self, batch: Any) -> np.ndarray:
         x = np.asarray(batch, dtype=np.float32)
         detail = self.io[0]
         if np.dtype(detail["dtype"]) in (np.int8, np.uint8):  # int8 input: quantize with the model's own scale
@@ -122,7 +123,7 @@ class LiteModel(ThreadedRuntime, ModelHandle):
 
     def _loaded(self, batch: Any) -> Any:
         """The interpreter for this batch's shape, with the batch set as its input."""
-        x = self._prepare(batch)
+        x = self.prepare(batch)
         interpreter = self._interpreter(x.shape)
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
         return interpreter
@@ -141,13 +142,10 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         return self._loaded(batch).invoke
 
     def serialize(self) -> bytes:
-        return self.model
+        return self.payload
 
     def weight_stats(self) -> WeightStats:
         """Float and int8 constant tensors of more than one value (int32 biases and shapes left out)."""
         return WeightStats.from_arrays(
-            values for _, values in constant_tensors(parse(self.model))
+            values for _, values in constant_tensors(parse(self.payload))
             if values.size > 1 and values.dtype in (np.float32, np.float16, np.int8, np.uint8))
-
-    def flops(self, batch: Any) -> int | None:
-        return self.source.flops(batch)

@@ -32,7 +32,7 @@ def _has_kernel(layer: Any) -> bool:
 
 
 def _step(handle: KerasModel) -> list[str]:
-    return [r.split("(")[0] for r in handle.lineage]
+    return [r.name for r in handle.lineage]
 
 
 def _source(spec: str, handle: KerasModel, context: ApplyContext) -> tuple[Any, list[str]]:
@@ -105,7 +105,6 @@ def _steps(samples: int, epochs: int) -> int:
 
 def _result(handle: KerasModel, model: Any, spec: str, notes: list[str], **changes: Any) -> KerasModel:
     new = KerasModel(model, handle.example_input, copy_model=False)
-    new.lineage = handle.lineage + (spec,)
     new.notes = tuple(dict.fromkeys(handle.notes + tuple(notes)))
     for key, value in changes.items():
         setattr(new, key, value)
@@ -219,7 +218,7 @@ def qat(recipe: Qat, handle: KerasModel, context: ApplyContext) -> KerasModel:
     data = _training_data(context, model)
     if data is None:
         raise UnsupportedError(spec, "it fine-tunes on labelled training data and this task has none; "
-                                     "use tflite-int8 (calibration only) instead")
+                                     "use int8-static (calibration only) instead")
     steps = _step(handle)
     pruned, clustered = "prune" in steps, "cluster" in steps
     if clustered:

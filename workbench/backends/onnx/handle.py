@@ -15,17 +15,20 @@ LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.Gr
 
 
 class OrtModel(ThreadedRuntime, ModelHandle):
-    """`model` (ONNX bytes) run by ONNX Runtime on the CPU; `source` is the handle it was exported from
-    (it prepares inputs and counts FLOPs: ONNX Runtime's kernels are opaque to torch's counter)."""
+    """`payload` (ONNX bytes) run by ONNX Runtime on the CPU. `source` is the handle it was exported from, if
+    any (it turns task inputs into arrays and counts FLOPs: ONNX Runtime's kernels are opaque to torch's
+    counter); an ONNX model given as such takes the task's arrays as they are, by input position or name."""
 
-    framework = "onnx"
+    format = "onnx"
     runtime = "onnxruntime"
 
-    def __init__(self, model: bytes, source: ModelHandle, *, level: str = "all", precision: str = "fp32",
-                 lineage: tuple[str, ...] = (), notes: tuple[str, ...] = (), fused: bool = True):
-        self.model, self.source, self.level = model, source, level
-        self.precision, self.lineage, self.notes, self.fused = precision, lineage, notes, fused
-        self.example_input = source.example_input
+    def __init__(self, model: bytes, source: ModelHandle | None = None, *, level: str = "all",
+                 precision: str = "fp32", notes: tuple[str, ...] = (), fused: bool = True,
+                 example_input: Any = None):
+        self.payload, self.source, self.level = model, source, level
+        self.precision, self.notes, self.fused = precision, notes, fused
+        self.framework = source.framework if source is not None else "onnx"
+        self.example_input = source.example_input if source is not None else example_input
         self.engine = f"onnxruntime {ort.__version__} (CPU, graph level {level})"
         self._threads: int | None = None
         self._sessions: dict[int | None, ort.InferenceSession] = {}
@@ -38,12 +41,12 @@ class OrtModel(ThreadedRuntime, ModelHandle):
                 options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            self._sessions[self._threads] = ort.InferenceSession(self.model, options,
+            self._sessions[self._threads] = ort.InferenceSession(self.payload, options,
                                                                  providers=["CPUExecutionProvider"])
         return self._sessions[self._threads]
 
-    def feed(self, batch: Any) -> dict[str, np.ndarray]:
-        arrays = self.source.feed_arrays(batch)
+    def prepare(self, batch: Any) -> dict[str, np.ndarray]:
+        arrays = (self.source or super()).numpy_inputs(batch)
         names = [i.name for i in self._session().get_inputs()]
         if isinstance(arrays, dict):
             return {k: v for k, v in arrays.items() if k in names}
@@ -51,22 +54,19 @@ class OrtModel(ThreadedRuntime, ModelHandle):
         return dict(zip(names, arrays))
 
     def predict(self, batch: Any) -> np.ndarray:
-        return np.asarray(self._session().run(None, self.feed(batch))[0], dtype=np.float32)
+        return np.asarray(self._session().run(None, self.prepare(batch))[0], dtype=np.float32)
 
     def runner(self, batch: Any) -> Callable[[], object]:
-        session, feed = self._session(), self.feed(batch)
+        session, feed = self._session(), self.prepare(batch)
         return lambda: session.run(None, feed)
 
     def serialize(self) -> bytes:
-        return self.model
+        return self.payload
 
     def weight_stats(self) -> WeightStats:
         import onnx
         from onnx import numpy_helper
 
-        arrays = (numpy_helper.to_array(init) for init in onnx.load_from_string(self.model).graph.initializer)
+        arrays = (numpy_helper.to_array(init) for init in onnx.load_from_string(self.payload).graph.initializer)
         return WeightStats.from_arrays(  # scales, zero points and shapes left out
             a for a in arrays if a.size > 1 and (np.issubdtype(a.dtype, np.floating) or a.dtype in (np.int8, np.uint8)))
-
-    def flops(self, batch: Any) -> int | None:
-        return self.source.flops(batch)

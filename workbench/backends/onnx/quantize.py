@@ -1,4 +1,4 @@
-"""ONNX Runtime quantization handlers (dynamic and static int8), with ISA-aware defaults."""
+"""int8-dynamic and int8-static on ONNX models: ONNX Runtime's quantization tools, with ISA-aware defaults."""
 
 from __future__ import annotations
 
@@ -7,17 +7,16 @@ import os
 import tempfile
 from pathlib import Path
 
-
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.export import OrtInt8Dynamic, OrtInt8Static
+from ...recipes.quantization import Int8Dynamic, Int8Static
 from .handle import OrtModel
 
 
 def _quantized(handle: OrtModel, run, spec: str, notes: tuple[str, ...]) -> OrtModel:
     with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
         src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
-        Path(src).write_bytes(handle.model)
+        Path(src).write_bytes(handle.payload)
         logging.disable(logging.WARNING)  # the quantizer logs advice to the root logger
         try:
             run(src, dst)
@@ -27,12 +26,11 @@ def _quantized(handle: OrtModel, run, spec: str, notes: tuple[str, ...]) -> OrtM
         finally:
             logging.disable(logging.NOTSET)
         model = Path(dst).read_bytes()
-    return OrtModel(model, handle.source, level=handle.level, precision="int8",
-                    lineage=handle.lineage + (spec,), notes=handle.notes + notes)
+    return OrtModel(model, handle.source, level=handle.level, precision="int8", notes=handle.notes + notes)
 
 
-@register_handler(OrtInt8Dynamic, "onnx")
-def ort_int8_dynamic(recipe: OrtInt8Dynamic, handle: OrtModel, context: ApplyContext) -> OrtModel:
+@register_handler(Int8Dynamic, "onnx")
+def ort_int8_dynamic(recipe: Int8Dynamic, handle: OrtModel, context: ApplyContext) -> OrtModel:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -40,22 +38,29 @@ def ort_int8_dynamic(recipe: OrtInt8Dynamic, handle: OrtModel, context: ApplyCon
 
     spec = recipe.to_spec()
     profile = context.device or device(measure=False)
-    reduce_range = profile.int8_reduce_range if recipe.reduce_range == "auto" else recipe.reduce_range == "true"
+    reduce_range = profile.int8_reduce_range if recipe.reduce_range == "auto" else recipe.reduce_range
     why = ("7-bit weights (reduce_range): this x86 CPU has no VNNI, where u8s8 products can saturate"
            if reduce_range else "8-bit weights (u8s8; VNNI present)" if profile.has_vnni else "8-bit weights (u8s8)")
+    per_channel = recipe.per_channel is not False  # auto: per channel (per tensor loses much more fidelity)
 
     def run(src: str, dst: str) -> None:
-        quantize_dynamic(src, dst, per_channel=recipe.per_channel, reduce_range=reduce_range,
+        quantize_dynamic(src, dst, per_channel=per_channel, reduce_range=reduce_range,
                          weight_type=QuantType.QInt8,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
-    return _quantized(handle, run, spec, (f"{spec}: {why}, per-{'channel' if recipe.per_channel else 'tensor'}",))
+    return _quantized(handle, run, spec, (f"{spec}: ONNX Runtime dynamic int8, {why}, "
+                                          f"per-{'channel' if per_channel else 'tensor'}",))
 
 
-@register_handler(OrtInt8Static, "onnx")
-def ort_int8_static(recipe: OrtInt8Static, handle: OrtModel, context: ApplyContext) -> OrtModel:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+@register_handler(Int8Static, "onnx")
+def ort_int8_static(recipe: Int8Static, handle: OrtModel, context: ApplyContext) -> OrtModel:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from ...profiling.device import device
 
@@ -63,7 +68,7 @@ def ort_int8_static(recipe: OrtInt8Static, handle: OrtModel, context: ApplyConte
     if context.task is None:
         raise UnsupportedError(spec, "it calibrates on data: run it in a Study, whose task supplies the samples")
     samples = context.task.calibration(recipe.calibration)
-    feeds = [handle.feed(samples[i:i + 16]) for i in range(0, len(samples), 16)]
+    feeds = [handle.prepare(samples[i:i + 16]) for i in range(0, len(samples), 16)]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -75,11 +80,11 @@ def ort_int8_static(recipe: OrtInt8Static, handle: OrtModel, context: ApplyConte
     profile = context.device or device(measure=False)
 
     def run(src: str, dst: str) -> None:
-        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel is not False,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         reduce_range=profile.int8_reduce_range, calibrate_method=CalibrationMethod.MinMax)
 
-    return _quantized(handle, run, spec, (f"{spec}: QDQ, MinMax over {len(samples)} sample(s), "
+    return _quantized(handle, run, spec, (f"{spec}: ONNX Runtime static int8, QDQ, MinMax over {len(samples)} sample(s), "
                                           f"{'7-bit weights (no VNNI)' if profile.int8_reduce_range else '8-bit'}",))
 
 

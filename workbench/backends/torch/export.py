@@ -34,7 +34,7 @@ def to_onnx(recipe: ToOnnx, handle: TorchModel, context: ApplyContext):
         exporter_log.setLevel(logging.ERROR)  # it logs every torchvision op it skips
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(handle.module, args, kwargs=kwargs or None, dynamo=True,
+            program = torch.onnx.export(handle.payload, args, kwargs=kwargs or None, dynamo=True,
                                         dynamic_shapes=handle.dynamic_shapes(args, kwargs),
                                         opset_version=recipe.opset)
         model = program.model_proto.SerializeToString()
@@ -43,5 +43,4 @@ def to_onnx(recipe: ToOnnx, handle: TorchModel, context: ApplyContext):
         raise UnsupportedError(spec, f"the ONNX export failed ({type(exc).__name__}: {first})") from None
     finally:
         exporter_log.setLevel(level)
-    return OrtModel(model, handle, level=recipe.level, precision=handle.precision,
-                    lineage=handle.lineage + (spec,), notes=handle.notes)
+    return OrtModel(model, handle, level=recipe.level, precision=handle.precision, notes=handle.notes)

@@ -31,11 +31,11 @@ def _require_eager(spec: str, handle: TorchModel) -> None:
 @register_handler(FoldBatchNorm, "torch")
 def fold_bn(recipe: FoldBatchNorm, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
-    before = _count(handle.module, BATCHNORMS)
+    before = _count(handle.payload, BATCHNORMS)
     if before == 0:
         raise UnsupportedError(spec, "the model has no BatchNorm layer to fold")
     try:
-        folded = fx_fuse(handle.module, inplace=False)
+        folded = fx_fuse(handle.payload, inplace=False)
     except Exception as exc:
         raise UnsupportedError(spec, f"torch.fx cannot trace this model ({type(exc).__name__}: {exc}); "
                                      "folding needs a traceable forward") from None
@@ -45,7 +45,7 @@ def fold_bn(recipe: FoldBatchNorm, handle: TorchModel, context: ApplyContext) ->
     notes = handle.notes
     if after:
         notes += (f"{spec}: folded {before - after} of {before} BatchNorm layers; {after} do not follow a Conv",)
-    return handle.evolve(module=folded.eval(), fused=True, lineage=handle.lineage + (spec,), notes=notes)
+    return handle.evolve(payload=folded.eval(), fused=True, notes=notes)
 
 
 @register_handler(Fuse, "torch")
@@ -55,14 +55,14 @@ def fuse(recipe: Fuse, handle: TorchModel, context: ApplyContext) -> TorchModel:
 
     spec = recipe.to_spec()
     _require_eager(spec, handle)
-    if _count(handle.module, BATCHNORMS) == 0:
-        convs, linears = _count(handle.module, CONVS), _count(handle.module, (nn.Linear,))
+    if _count(handle.payload, BATCHNORMS) == 0:
+        convs, linears = _count(handle.payload, CONVS), _count(handle.payload, (nn.Linear,))
         raise UnsupportedError(spec, f"there is no Conv-BatchNorm(-ReLU) block to fuse: the model has no BatchNorm "
                                      f"layer ({convs} Conv, {linears} Linear)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            fused = fuse_fx(copy.deepcopy(handle.module).eval())
+            fused = fuse_fx(copy.deepcopy(handle.payload).eval())
     except Exception as exc:
         raise UnsupportedError(spec, f"torch.fx cannot trace this model ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0][:200]})") from None
@@ -70,25 +70,25 @@ def fuse(recipe: Fuse, handle: TorchModel, context: ApplyContext) -> TorchModel:
     remaining = _count(fused, BATCHNORMS)
     notes = handle.notes + (f"{spec}: {n_fused} fused block(s)"
                             + (f"; {remaining} BatchNorm layer(s) not after a Conv stay" if remaining else ""),)
-    return handle.evolve(module=fused, fused=True, notes=notes, lineage=handle.lineage + (spec,))
+    return handle.evolve(payload=fused, fused=True, notes=notes)
 
 
 @register_handler(ChannelsLast, "torch")
 def channels_last(recipe: ChannelsLast, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
     _require_eager(spec, handle)
-    if _count(handle.module, (nn.Conv2d,)) == 0:
+    if _count(handle.payload, (nn.Conv2d,)) == 0:
         raise UnsupportedError(spec, "channels-last changes the layout of 4-D conv activations; "
                                      "the model has no Conv2d layer")
-    module = copy.deepcopy(handle.module).to(memory_format=torch.channels_last)
-    return handle.evolve(module=module, channels_last=True, lineage=handle.lineage + (spec,))
+    module = copy.deepcopy(handle.payload).to(memory_format=torch.channels_last)
+    return handle.evolve(payload=module, channels_last=True)
 
 
 @register_handler(TorchScript, "torch")
 def torchscript(recipe: TorchScript, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
-    module = copy.deepcopy(handle.module).eval()
-    example = handle.to_input(handle.example_input)
+    module = copy.deepcopy(handle.payload).eval()
+    example = handle.prepare(handle.example_input)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -108,15 +108,14 @@ def torchscript(recipe: TorchScript, handle: TorchModel, context: ApplyContext) 
         if recipe.freeze:
             scripted = torch.jit.optimize_for_inference(scripted)
     notes = handle.notes + (f"{spec}: first calls include the profiling executor's warm-up",)
-    return handle.evolve(module=scripted, runtime="torchscript", fused=handle.fused or recipe.freeze, notes=notes,
-                         artifact=buffer.getvalue(), stats_module=handle.module, lineage=handle.lineage + (spec,))
+    return handle.evolve(payload=scripted, runtime="torchscript", format="torchscript", fused=handle.fused or recipe.freeze, notes=notes,
+                         artifact=buffer.getvalue(), stats_module=handle.payload)
 
 
 @register_handler(Compile, "torch")
 def compile_(recipe: Compile, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
     _require_eager(spec, handle)
-    compiled = torch.compile(copy.deepcopy(handle.module), mode=None if recipe.mode == "default" else recipe.mode)
+    compiled = torch.compile(copy.deepcopy(handle.payload), mode=None if recipe.mode == "default" else recipe.mode)
     notes = handle.notes + (f"{spec}: Inductor; first_call_ms is the compile time, not part of the latency",)
-    return handle.evolve(module=compiled, runtime="inductor", fused=True, notes=notes,
-                         lineage=handle.lineage + (spec,))
+    return handle.evolve(payload=compiled, runtime="inductor", fused=True, notes=notes)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import ModelError
 from ..._native import quiet_native_stderr
+from ...errors import ModelError
 from ...model import ModelHandle, WeightStats
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -21,14 +21,16 @@ _NOT_WEIGHTS = ("running_mean", "running_var", "num_batches_tracked", "scale", "
 
 
 class TorchModel(ModelHandle):
-    """A torch model. The handle owns a copy of the module, so the caller's model is never changed."""
+    """A torch model: `payload` is an nn.Module (eager, FX graph, compiled) or a TorchScript module (format
+    torchscript). The handle owns a copy of the module, so the caller's model is never changed."""
 
     framework = "torch"
+    format = "torch"
 
     def __init__(self, module: nn.Module, example_input: Any = None, *, copy_module: bool = True):
         if not isinstance(module, nn.Module):
             raise ModelError(f"TorchModel needs a torch.nn.Module, got {type(module).__name__}")
-        self.module = (copy.deepcopy(module) if copy_module else module).eval()
+        self.payload = (copy.deepcopy(module) if copy_module else module).eval()
         self.example_input = example_input
         self.input_dtype: torch.dtype | None = None   # cast floating inputs to this (fp16/bf16 models)
         self.autocast_dtype: torch.dtype | None = None  # run forward under torch.autocast (mixed precision)
@@ -39,14 +41,15 @@ class TorchModel(ModelHandle):
                                                         # hides them (frozen TorchScript, sparse-kernel tensors)
         self.flops_module: nn.Module | None = None      # the float graph FLOPs are counted on (int8 kernels are opaque)
         self.device = "cpu"
+        self.source = None
 
     # -- running -------------------------------------------------------------------------------
-    def to_input(self, batch: Any) -> Any:
+    def prepare(self, batch: Any) -> Any:
         """NumPy arrays / tensors (or tuples and dicts of them) → tensors on the model's device and dtype."""
         if isinstance(batch, dict):
-            return {k: self.to_input(v) for k, v in batch.items()}
+            return {k: self.prepare(v) for k, v in batch.items()}
         if isinstance(batch, (tuple, list)):
-            return tuple(self.to_input(v) for v in batch)
+            return tuple(self.prepare(v) for v in batch)
         if isinstance(batch, np.ndarray):
             array = batch.astype(np.float32) if batch.dtype == np.float64 else batch
             tensor = torch.from_numpy(np.ascontiguousarray(array))
@@ -65,28 +68,21 @@ class TorchModel(ModelHandle):
         with (torch.autocast(self.device.split(":")[0], dtype=self.autocast_dtype) if self.autocast_dtype
               else contextlib.nullcontext()):
             if isinstance(x, dict):
-                return self.module(**x)
+                return self.payload(**x)
             if isinstance(x, tuple):
-                return self.module(*x)
-            return self.module(x)
+                return self.payload(*x)
+            return self.payload(x)
 
     @property
     def eager_module(self) -> nn.Module:
         """The module before torch.compile wrapped it (what FLOP counting and state dicts see)."""
-        return getattr(self.module, "_orig_mod", self.module)
-
-    def feed_arrays(self, batch: Any) -> Any:
-        """The batch as NumPy arrays, the way an exported graph takes it (float32)."""
-        if isinstance(batch, dict):
-            return {k: np.asarray(v) for k, v in batch.items()}
-        array = np.asarray(batch)
-        return array.astype(np.float32) if array.dtype == np.float64 else array
+        return getattr(self.payload, "_orig_mod", self.payload)
 
     def export_example(self, context: Any = None) -> Any:
         """Inputs to trace an export with: a few samples, so that the batch axis stays dynamic."""
         task = getattr(context, "task", None)
         batch = task.sample(4) if task is not None else np.concatenate([np.asarray(self.example_input)] * 4)
-        return self.to_input(batch)
+        return self.prepare(batch)
 
     def dynamic_shapes(self, args: tuple, kwargs: dict) -> Any:
         """torch.export dynamic axes: the batch (axis 0) of every input."""
@@ -99,16 +95,16 @@ class TorchModel(ModelHandle):
         """A copy of this model on `device` ("cpu", "cuda", "cuda:1")."""
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"cannot move the model to {device}: CUDA is not available on this machine")
-        return self.evolve(module=copy.deepcopy(self.module).to(device), device=device)
+        return self.evolve(payload=copy.deepcopy(self.payload).to(device), device=device)
 
     def predict(self, batch: Any) -> np.ndarray:
-        x = self.to_input(batch)
+        x = self.prepare(batch)
         with self.session(), torch.inference_mode():
             out = self._call(x)
         return to_numpy(out)
 
     def runner(self, batch: Any) -> Callable[[], object]:
-        x = self.to_input(batch)
+        x = self.prepare(batch)
         module_call = self._call
 
         def run() -> object:
@@ -144,8 +140,8 @@ class TorchModel(ModelHandle):
         if self.artifact is not None:
             return self.artifact
         buffer = io.BytesIO()
-        if isinstance(self.module, torch.jit.ScriptModule):
-            torch.jit.save(self.module, buffer)
+        if isinstance(self.payload, torch.jit.ScriptModule):
+            torch.jit.save(self.payload, buffer)
         else:
             torch.save((self.stats_module or self.eager_module).state_dict(), buffer)
         return buffer.getvalue()
@@ -162,7 +158,8 @@ class TorchModel(ModelHandle):
     def flops(self, batch: Any) -> int | None:
         from torch.utils.flop_counter import FlopCounterMode
 
-        x = self.to_input(batch)
+        # the float graph takes the float inputs (a bf16 int4 model's inputs are cast for its own kernels)
+        x = (self.evolve(input_dtype=None) if self.flops_module is not None else self).prepare(batch)
         module = self.flops_module or self.stats_module or self.eager_module
         try:
             with self.session(), torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -179,7 +176,7 @@ class TorchModel(ModelHandle):
             base = torch.cuda.memory_allocated()
             self.predict(batch)
             return int(torch.cuda.max_memory_allocated() - base)
-        x = self.to_input(batch)
+        x = self.prepare(batch)
 
         def forward() -> None:
             with torch.inference_mode():
@@ -188,8 +185,30 @@ class TorchModel(ModelHandle):
         with self.session():
             return profiled_peak_bytes(forward)
 
+    def fingerprint(self) -> str:
+        """The weights (state dict) and the code: the source of every module class and the module tree."""
+        return module_fingerprint(self.stats_module or self.eager_module, self.serialize())
+
     def evolve(self, **changes: Any) -> TorchModel:
         return super().evolve(**changes)  # type: ignore[return-value]
+
+
+def module_fingerprint(module: nn.Module, weights: bytes) -> str:
+    """sha256 over the weights' bytes, the module tree (repr) and each module class's source code."""
+    import hashlib
+    import inspect
+
+    h = hashlib.sha256(weights)
+    h.update(repr(module).encode())
+    for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+        try:
+            h.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):  # built in a notebook cell or generated: the tree above still names it
+            pass
+    if isinstance(module, torch.fx.GraphModule):
+        h.update(module.code.encode())
+    return h.hexdigest()
 
 
 def profiled_peak_bytes(fn: Callable[[], object]) -> int:

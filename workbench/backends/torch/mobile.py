@@ -23,27 +23,28 @@ class ExecuTorchModel(ModelHandle):
     """A serialized ExecuTorch program (.pte bytes) and its loaded `forward` method."""
 
     framework = "torch"
+    format = "executorch"
     runtime = "executorch"
 
     def __init__(self, program: bytes, source: TorchModel):
         from executorch.runtime import Runtime
 
-        self.program = program
+        self.payload = program
         self.source = source  # the eager model it was exported from (weight statistics, FLOPs)
         with quiet_native_stderr():  # the runtime logs its CPU probing on stderr
             self.method = Runtime.get().load_program(program).load_method("forward")
         self.example_input = source.example_input
         self.precision, self.fused, self.engine = source.precision, True, "xnnpack"
 
-    def _inputs(self, batch: Any) -> list:
-        x = self.source.to_input(batch)
+    def prepare(self, batch: Any) -> list:
+        x = self.source.prepare(batch)
         return [t.contiguous() for t in (x if isinstance(x, tuple) else (x,))]
 
     def predict(self, batch: Any) -> np.ndarray:
-        return to_numpy(self.method.execute(self._inputs(batch)))
+        return to_numpy(self.method.execute(self.prepare(batch)))
 
     def runner(self, batch: Any) -> Callable[[], object]:
-        inputs, execute = self._inputs(batch), self.method.execute
+        inputs, execute = self.prepare(batch), self.method.execute
         return lambda: execute(inputs)
 
     @contextlib.contextmanager
@@ -52,13 +53,11 @@ class ExecuTorchModel(ModelHandle):
         yield
 
     def serialize(self) -> bytes:
-        return self.program
+        return self.payload
 
     def weight_stats(self) -> WeightStats:
         return self.source.weight_stats()
 
-    def flops(self, batch: Any) -> int | None:
-        return self.source.flops(batch)
 
 
 @register_handler(ExecuTorch, "torch")
@@ -67,24 +66,24 @@ def executorch(recipe: ExecuTorch, handle: TorchModel, context: ApplyContext) ->
     if not isinstance(handle, TorchModel) or handle.runtime != "eager" or handle.device != "cpu":
         raise UnsupportedError(spec, "it exports an eager CPU model")
     try:
-        from . import torchao_quiet  # noqa: F401  (ExecuTorch imports torchao, which is chatty)
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
+
+        from . import torchao_quiet  # noqa: F401  (ExecuTorch imports torchao, which is chatty)
     except ImportError as exc:
         raise UnsupportedError(spec, f"ExecuTorch is not installed here ({exc}); install the mobile extra: "
                                      "pip install 'efficiency-workbench[mobile]' -c constraints.txt") from None
     # an example batch of several: torch.export specialises a batch of 1 and would refuse a dynamic batch axis
-    example = handle.to_input(context.task.sample(EXPORT_BATCH) if context.task is not None
+    example = handle.prepare(context.task.sample(EXPORT_BATCH) if context.task is not None
                               else np.concatenate([handle.example_input] * EXPORT_BATCH))
     args = example if isinstance(example, tuple) else (example,)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     try:
-        exported = torch.export.export(handle.module, args, dynamic_shapes=tuple({0: batch} for _ in args))
+        exported = torch.export.export(handle.payload, args, dynamic_shapes=tuple({0: batch} for _ in args))
         program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()]).to_executorch()
     except Exception as exc:
         raise UnsupportedError(spec, f"torch.export / ExecuTorch lowering failed ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0][:200]})") from None
     new = ExecuTorchModel(program.buffer, handle)
-    new.lineage = handle.lineage + (spec,)
     new.notes = handle.notes + (f"{spec}: XNNPACK delegate; threads are ExecuTorch's own; batch up to {MAX_BATCH}",)
     return new

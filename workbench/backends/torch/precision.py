@@ -17,8 +17,8 @@ def _cast(precision: str, recipe, handle: TorchModel) -> TorchModel:
     if handle.precision != "fp32":
         raise UnsupportedError(spec, f"the model is already {handle.precision}")
     dtype = DTYPES[precision]
-    module = copy.deepcopy(handle.module).to(dtype)
-    return handle.evolve(module=module, precision=precision, input_dtype=dtype, lineage=handle.lineage + (spec,))
+    module = copy.deepcopy(handle.payload).to(dtype)
+    return handle.evolve(payload=module, precision=precision, input_dtype=dtype)
 
 
 @register_handler(Fp16, "torch")
@@ -39,8 +39,7 @@ def autocast(recipe: Autocast, handle: TorchModel, context: ApplyContext) -> Tor
     if not torch.amp.is_autocast_available(device_type):
         raise UnsupportedError(spec, f"torch.autocast is not available on {device_type}")
     notes = handle.notes + (f"{spec}: weights stay fp32; matmuls and convolutions run in {recipe.dtype}",)
-    return handle.evolve(autocast_dtype=dtype, precision=f"amp-{recipe.dtype}", notes=notes,
-                         lineage=handle.lineage + (spec,))
+    return handle.evolve(autocast_dtype=dtype, precision=f"amp-{recipe.dtype}", notes=notes)
 
 
 @register_handler(Tf32, "torch")
@@ -53,4 +52,4 @@ def tf32(recipe: Tf32, handle: TorchModel, context: ApplyContext) -> TorchModel:
     if major < 8:
         raise UnsupportedError(spec, f"TF32 needs compute capability 8.0+; {torch.cuda.get_device_name(handle.device)} "
                                      f"is sm{major}x")
-    return handle.evolve(tf32=True, precision="tf32", lineage=handle.lineage + (spec,))
+    return handle.evolve(tf32=True, precision="tf32")

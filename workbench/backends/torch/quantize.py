@@ -12,7 +12,7 @@ from torch import nn
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.quantization import Int8Dynamic, Int8Static, Int8WeightOnly, Qat
+from ...recipes.quantization import Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly, Qat
 from .handle import TorchModel
 
 DYNAMIC_TARGETS = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -66,28 +66,27 @@ def layer_census(module: nn.Module, kinds: tuple[type, ...]) -> dict[str, list[s
 def int8_dynamic(recipe: Int8Dynamic, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
     _require_cpu_float(spec, handle)
-    targets = layer_census(handle.module, DYNAMIC_TARGETS)
+    targets = layer_census(handle.payload, DYNAMIC_TARGETS)
     if not targets:
-        found = layer_census(handle.module, WEIGHT_LAYERS)
+        found = layer_census(handle.payload, WEIGHT_LAYERS)
         have = ", ".join(f"{len(v)} {k}" for k, v in found.items()) or "no weight layers"
         raise UnsupportedError(spec, f"it quantizes nn.Linear / LSTM / GRU layers and this model has none "
                                      f"({have}); use int8-static for convolutions")
     engine = resolve_engine(recipe.engine, context, spec)
-    qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if recipe.per_channel
+    qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if recipe.per_channel is True
                else torch.ao.quantization.default_dynamic_qconfig)
     with quantized_engine(engine):
         quantized = torch.ao.quantization.quantize_dynamic(
-            handle.module, {t: qconfig for t in DYNAMIC_TARGETS}, dtype=torch.qint8, inplace=False)
+            handle.payload, {t: qconfig for t in DYNAMIC_TARGETS}, dtype=torch.qint8, inplace=False)
     notes = list(handle.notes)
     n_quantized = sum(len(v) for v in targets.values())
-    others = layer_census(handle.module, tuple(t for t in WEIGHT_LAYERS if t not in DYNAMIC_TARGETS))
+    others = layer_census(handle.payload, tuple(t for t in WEIGHT_LAYERS if t not in DYNAMIC_TARGETS))
     if others:
         rest = ", ".join(f"{len(v)} {k}" for k, v in others.items())
         notes.append(f"{spec}: quantized {n_quantized} Linear/RNN layer(s); {rest} stay fp32 (int8-static covers them)")
     notes.append(f"{spec}: engine {engine}, activations quantized per batch with reduce_range (7-bit), "
-                 f"weights per-{'channel' if recipe.per_channel else 'tensor'}")
-    return handle.evolve(module=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
-                         lineage=handle.lineage + (spec,), notes=tuple(notes))
+                 f"weights per-{'channel' if recipe.per_channel is True else 'tensor'}")
+    return handle.evolve(payload=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle), notes=tuple(notes))
 
 
 # -- static, weight-only and quantization-aware ---------------------------------------------------------
@@ -104,7 +103,7 @@ def _require_cpu_float(spec: str, handle: TorchModel) -> None:
 
 
 def _refuse_unquantizable(spec: str, handle: TorchModel, what: str) -> None:
-    found = layer_census(handle.module, STATIC_UNSUPPORTED)
+    found = layer_census(handle.payload, STATIC_UNSUPPORTED)
     if found:
         names = "; ".join(f"{kind} {', '.join(repr(n) for n in layers)}" for kind, layers in found.items())
         raise UnsupportedError(spec, f"{what} has no int8 kernel for layer(s) {names}; "
@@ -117,7 +116,7 @@ def _float_graph(handle: TorchModel) -> nn.Module:
 
 
 def _example(handle: TorchModel) -> tuple:
-    x = handle.to_input(handle.example_input)
+    x = handle.prepare(handle.example_input)
     return x if isinstance(x, tuple) else (x,)
 
 
@@ -155,21 +154,21 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
     reduce_range = profile.int8_reduce_range and engine != "qnnpack"
     with quantized_engine(engine):
         try:
-            prepared = prepare_fx(copy.deepcopy(handle.module).eval(),
+            prepared = prepare_fx(copy.deepcopy(handle.payload).eval(),
                                   static_qconfig_mapping(engine, reduce_range), _example(handle))
         except Exception as exc:
             raise _trace_failure(spec, exc) from None
         samples = context.task.calibration(recipe.calibration)
         with torch.inference_mode():
             for start in range(0, len(samples), 64):
-                prepared(handle.to_input(samples[start:start + 64]))
+                prepared(handle.prepare(samples[start:start + 64]))
         quantized = convert_fx(prepared)
     notes = handle.notes + (
         f"{spec}: engine {engine}, per-channel int8 weights, activations "
         f"{'7-bit (reduce_range: no VNNI on this CPU)' if reduce_range else '8-bit'}, "
         f"calibrated on {len(samples)} sample(s); Conv-BN-ReLU fused",)
-    return handle.evolve(module=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
-                         fused=True, notes=notes, lineage=handle.lineage + (spec,))
+    return handle.evolve(payload=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
+                         fused=True, notes=notes)
 
 
 @register_handler(Int8WeightOnly, "torch")
@@ -177,19 +176,43 @@ def int8_weight_only(recipe: Int8WeightOnly, handle: TorchModel, context: ApplyC
     spec = recipe.to_spec()
     if handle.precision != "fp32":
         raise UnsupportedError(spec, f"it quantizes an fp32 model; this one is {handle.precision}")
-    linears = layer_census(handle.module, (nn.Linear,))
+    linears = layer_census(handle.payload, (nn.Linear,))
     if not linears:
-        found = layer_census(handle.module, WEIGHT_LAYERS)
+        found = layer_census(handle.payload, WEIGHT_LAYERS)
         have = ", ".join(f"{len(v)} {k}" for k, v in found.items()) or "no weight layers"
         raise UnsupportedError(spec, f"it quantizes nn.Linear layers and this model has none ({have})")
     from .torchao_quiet import Int8WeightOnlyConfig, quantize_
 
-    module = copy.deepcopy(handle.module)
+    module = copy.deepcopy(handle.payload)
     quantize_(module, Int8WeightOnlyConfig())
     notes = handle.notes + (f"{spec}: torchao int8 weights for {sum(map(len, linears.values()))} Linear layer(s), "
                             "dequantized in each matmul (saves memory traffic, not arithmetic)",)
-    return handle.evolve(module=module, precision="int8", notes=notes, flops_module=_float_graph(handle),
-                         lineage=handle.lineage + (spec,))
+    return handle.evolve(payload=module, precision="int8", notes=notes, flops_module=_float_graph(handle))
+
+
+@register_handler(Int4WeightOnly, "torch")
+def int4_weight_only(recipe: Int4WeightOnly, handle: TorchModel, context: ApplyContext) -> TorchModel:
+    spec = recipe.to_spec()
+    if handle.precision != "fp32" or handle.device != "cpu":
+        raise UnsupportedError(spec, f"it quantizes an fp32 CPU model; this one is {handle.precision} on {handle.device}")
+    linears = [(name, m) for name, m in handle.payload.named_modules() if isinstance(m, nn.Linear)]
+    fits = {name for name, m in linears if m.in_features % recipe.group_size == 0 and m.out_features % 16 == 0}
+    if not fits:
+        shapes = ", ".join(f"{name} {m.in_features}→{m.out_features}" for name, m in linears[:4]) or "no Linear layers"
+        raise UnsupportedError(spec, f"no Linear layer fits the int4 kernel (in_features a multiple of "
+                                     f"{recipe.group_size}, out_features of 16): {shapes}")
+    from .torchao_quiet import int4_weight_only_config, quantize_
+
+    module = copy.deepcopy(handle.payload).to(torch.bfloat16)
+    quantize_(module, int4_weight_only_config(recipe.group_size), filter_fn=lambda m, name: name in fits)
+    kept = [name for name, _ in linears if name not in fits]
+    notes = list(handle.notes) + [f"{spec}: torchao int4 weights (groups of {recipe.group_size}) for {len(fits)} "
+                                  f"Linear layer(s); the model runs in bf16 (the CPU int4 kernel takes bf16)"]
+    if kept:
+        notes.append(f"{spec}: {len(kept)} Linear layer(s) stay bf16, their shape does not fit the kernel: "
+                     f"{', '.join(kept[:5])}")
+    return handle.evolve(payload=module, precision="int4", input_dtype=torch.bfloat16, notes=tuple(notes),
+                         flops_module=_float_graph(handle))
 
 
 @register_handler(Qat, "torch")
@@ -209,7 +232,7 @@ def qat(recipe: Qat, handle: TorchModel, context: ApplyContext) -> TorchModel:
     engine = resolve_engine(recipe.engine, context, spec)
     with quantized_engine(engine):
         try:
-            prepared = prepare_qat_fx(copy.deepcopy(handle.module).train(), get_default_qat_qconfig_mapping(engine),
+            prepared = prepare_qat_fx(copy.deepcopy(handle.payload).train(), get_default_qat_qconfig_mapping(engine),
                                       _example(handle))
         except Exception as exc:
             raise _trace_failure(spec, exc) from None
@@ -218,5 +241,5 @@ def qat(recipe: Qat, handle: TorchModel, context: ApplyContext) -> TorchModel:
     sparse = handle.weight_stats().sparsity
     notes = handle.notes + (f"{spec}: {recipe.epochs} epoch(s) of fake-quantized training, engine {engine}"
                             + (f"; zeros kept (sparsity {sparse:.2f} preserved)" if sparse > 0.01 else ""),)
-    return handle.evolve(module=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
-                         fused=True, notes=notes, lineage=handle.lineage + (spec,))
+    return handle.evolve(payload=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
+                         fused=True, notes=notes)

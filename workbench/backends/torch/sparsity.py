@@ -45,7 +45,7 @@ def _output_layers(module: nn.Module, handle: TorchModel) -> list[nn.Module]:
 def _prune_channels(recipe: Prune, handle: TorchModel, module: nn.Module, spec: str) -> str:
     import torch_pruning as tp
 
-    example = handle.to_input(handle.example_input)
+    example = handle.prepare(handle.example_input)
     try:
         pruner = tp.pruner.BasePruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
                                       pruning_ratio=recipe.sparsity, ignored_layers=_output_layers(module, handle))
@@ -56,22 +56,50 @@ def _prune_channels(recipe: Prune, handle: TorchModel, module: nn.Module, spec: 
     return ""
 
 
+#: stages of a gradual (polynomial) schedule: sparsity s * (1 - (1 - k / n)^3) after stage k
+POLY_STAGES = 3
+
+
+def _prune_gradually(recipe: Prune, module: nn.Module, targets: list, context: ApplyContext, epochs: int) -> None:
+    """Global magnitude pruning grown to the target in POLY_STAGES steps, fine-tuning between them (the masks
+    stay on the layers: each step prunes among the weights still alive)."""
+    done = 0.0
+    for k in range(1, POLY_STAGES + 1):
+        target = recipe.sparsity * (1 - (1 - k / POLY_STAGES) ** 3)
+        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured,
+                                        amount=(target - done) / (1 - done))
+        done = target
+        if k < POLY_STAGES:
+            finetune(module, context.task, epochs // POLY_STAGES, FINETUNE_LR[recipe.pattern], context.seed + k,
+                     keep_zeros=True)
+
+
 @register_handler(Prune, "torch")
 def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
     if handle.precision != "fp32":
         raise UnsupportedError(spec, f"it prunes float32 weights; this model is {handle.precision}")
-    if recipe.schedule == "polynomial":
-        raise UnsupportedError(spec, "torch pruning is one-shot (the target sparsity at once, then fine-tuning with "
-                                     "the mask fixed): use schedule=constant or auto; polynomial is TF-MOT's (Keras)")
-    module = copy.deepcopy(handle.module)
+    if recipe.schedule == "polynomial" and recipe.pattern != "unstructured":
+        raise UnsupportedError(spec, f"a polynomial schedule grows unstructured sparsity; pattern={recipe.pattern} is "
+                                     "pruned at once: use schedule=constant or auto")
+    module = copy.deepcopy(handle.payload)
     targets = _targets(module)
     if not targets:
         raise UnsupportedError(spec, "the model has no float Conv/Linear weights to prune "
                                      "(put prune before any quantization or compilation step)")
     notes = list(handle.notes)
+    epochs = recipe.finetune_epochs
+    gradual = recipe.pattern == "unstructured" and epochs >= POLY_STAGES and context.task is not None and (
+        recipe.schedule == "polynomial" or (recipe.schedule == "auto" and recipe.sparsity > 0.5))
+    if gradual:  # TF-MOT's polynomial decay, in stages: prune a little, recover, prune more
+        _prune_gradually(recipe, module, targets, context, epochs)
+        notes.append(f"{spec}: sparsity grown in {POLY_STAGES} stages (polynomial schedule), "
+                     f"{epochs // POLY_STAGES} epoch(s) of fine-tuning after each but the last")
+        epochs -= (POLY_STAGES - 1) * (epochs // POLY_STAGES)
     if recipe.pattern == "unstructured":
-        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=recipe.sparsity)
+        if not gradual:
+            torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured,
+                                            amount=recipe.sparsity)
         notes.append(f"{spec}: zeros stored densely; dense kernels run at the same speed")
     elif recipe.pattern == "2:4":
         skipped = []
@@ -93,16 +121,16 @@ def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchMode
         new_params = sum(p.numel() for p in module.parameters())
         notes.append(f"{spec}: layers shrunk, {base_params:,} -> {new_params:,} parameters "
                      f"({1 - new_params / base_params:.0%} fewer)")
-    epochs = recipe.finetune_epochs
     skipped_note = finetune(module, context.task, epochs, FINETUNE_LR[recipe.pattern], context.seed,
                             keep_zeros=recipe.pattern != "channel")
     if epochs:
         notes.append(f"{spec}: {skipped_note}" if skipped_note else
-                     f"{spec}: fine-tuned {epochs} epoch(s) on the task's training data, sparsity pattern fixed")
+                     f"{spec}: fine-tuned {recipe.finetune_epochs} epoch(s) on the task's training data, "
+                     "sparsity pattern fixed")
     for layer, name in targets:
         if torch_prune.is_pruned(layer) and hasattr(layer, f"{name}_mask"):
             torch_prune.remove(layer, name)  # make the zeros permanent: plain weights, no masks or hooks
-    return handle.evolve(module=module.eval(), lineage=handle.lineage + (spec,), notes=tuple(notes))
+    return handle.evolve(payload=module.eval(), notes=tuple(notes))
 
 
 @register_handler(SparseKernels, "torch")
@@ -117,7 +145,7 @@ def sparse_kernels(recipe: SparseKernels, handle: TorchModel, context: ApplyCont
                                      "add fp16 or bf16 before sparse-kernels")
     from torch.sparse import to_sparse_semi_structured
 
-    module = copy.deepcopy(handle.module)
+    module = copy.deepcopy(handle.payload)
     converted, skipped = 0, []
     for name, layer in module.named_modules():
         if isinstance(layer, nn.Linear):
@@ -133,5 +161,4 @@ def sparse_kernels(recipe: SparseKernels, handle: TorchModel, context: ApplyCont
     notes = handle.notes + (f"{spec}: {converted} Linear layer(s) on semi-structured sparse kernels"
                             + (f"; dense: {', '.join(skipped)}" if skipped else ""),)
     notes += (f"{spec}: size is the dense fp16 file with its zeros (the kernels' compressed form is not saved)",)
-    return handle.evolve(module=module, runtime="sparse-kernels", stats_module=handle.module, notes=notes,
-                         lineage=handle.lineage + (spec,))
+    return handle.evolve(payload=module, runtime="sparse-kernels", stats_module=handle.payload, notes=notes)

@@ -46,22 +46,32 @@ class TextModel(TorchModel):
         return dict(self.tokenizer(sentences, padding=True, truncation=True, max_length=self.max_length,
                                    return_tensors=kind, return_token_type_ids=True))
 
-    def to_input(self, batch: Any) -> Any:
+    def prepare(self, batch: Any) -> Any:
         tokens = self._tokens(batch, "pt")
         return {k: (torch.as_tensor(v) if not isinstance(v, torch.Tensor) else v).to(self.device)
                 for k, v in tokens.items()}
 
-    def feed_arrays(self, batch: Any) -> Any:
+    def numpy_inputs(self, batch: Any) -> Any:
         return {k: np.asarray(v, dtype=np.int64) for k, v in self._tokens(batch, "np").items()}
 
     def export_example(self, context: Any = None) -> Any:
-        return self.to_input(["a short one", "a somewhat longer sentence to trace the sequence axis with",
+        return self.prepare(["a short one", "a somewhat longer sentence to trace the sequence axis with",
                               "three words here", "and a fourth"])
 
     def dynamic_shapes(self, args: tuple, kwargs: dict) -> Any:
         batch = torch.export.Dim("batch", min=1, max=4096)
         seq = torch.export.Dim("sequence", min=2, max=self.max_length)
         return {k: {0: batch, 1: seq} for k in kwargs}
+
+    def fingerprint(self) -> str:
+        """The encoder's weights and code, and the tokenizer (its vocabulary, settings and length limit)."""
+        import hashlib
+        import json
+
+        vocab = json.dumps(sorted(self.tokenizer.get_vocab().items()), ensure_ascii=False)
+        settings = json.dumps({"class": type(self.tokenizer).__name__, "max_length": self.max_length,
+                               "lower": getattr(self.tokenizer, "do_lower_case", None)}, sort_keys=True)
+        return hashlib.sha256((super().fingerprint() + vocab + settings).encode()).hexdigest()
 
     def batch_note(self, batch: Any) -> str:
         tokens = self._tokens(batch, "np")

@@ -12,4 +12,15 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from torchao.quantization import Int8WeightOnlyConfig, quantize_  # noqa: E402
 
-__all__ = ["Int8WeightOnlyConfig", "quantize_"]
+
+def int4_weight_only_config(group_size: int):
+    """torchao's int4 weight-only config for the CPU: the prototype one (Int4OpaqueTensor). The stable
+    Int4WeightOnlyConfig has GPU packings only in torchao 0.18 (plain/preshuffled need mslk)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
+
+    return PrototypeInt4WeightOnlyConfig(group_size=group_size)
+
+
+__all__ = ["Int8WeightOnlyConfig", "int4_weight_only_config", "quantize_"]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ...errors import UnsupportedError
+from ...recipes import ApplyContext, register_handler
 from ...recipes.training import Amp, Checkpoint, Ddp, GradAccum, TrainChannelsLast, TrainCompile
 from .handle import profiled_peak_bytes
 
@@ -32,8 +33,65 @@ class TrainConfig:
     device: str = "cpu"
 
 
-def _find(steps, cls):
-    return next((s for s in steps if isinstance(s, cls)), None)
+@dataclasses.dataclass(frozen=True)
+class TrainSetup:
+    """How a model is trained: what the training recipes' handlers set (format torch, like the handles
+    inference recipes transform). The trainer is built from it."""
+
+    module: nn.Module
+    format: str = "torch"
+    lineage: tuple = ()
+    channels_last: bool = False
+    checkpoint_segments: int | None = None
+    compiled: bool = False
+    amp_dtype: str | None = None       # auto | bf16 | fp16 when amp is on
+    micro_batches: int = 1
+    world_size: int | None = None      # ddp
+
+    def evolve(self, **changes: Any) -> TrainSetup:
+        return dataclasses.replace(self, **changes)
+
+
+@register_handler(TrainChannelsLast, "torch")
+def _channels_last(recipe: TrainChannelsLast, setup: TrainSetup, context: ApplyContext) -> TrainSetup:
+    return setup.evolve(channels_last=True)
+
+
+@register_handler(Checkpoint, "torch")
+def _checkpoint(recipe: Checkpoint, setup: TrainSetup, context: ApplyContext) -> TrainSetup:
+    if not isinstance(setup.module, nn.Sequential):
+        raise UnsupportedError(recipe.to_spec(), f"it checkpoints the segments of an nn.Sequential; "
+                                                 f"this model is a {type(setup.module).__name__}")
+    if setup.compiled:
+        raise UnsupportedError("checkpoint + compile", "not combined here: compile the model or checkpoint it")
+    return setup.evolve(checkpoint_segments=min(recipe.segments, len(setup.module)))
+
+
+@register_handler(TrainCompile, "torch")
+def _compile(recipe: TrainCompile, setup: TrainSetup, context: ApplyContext) -> TrainSetup:
+    if setup.checkpoint_segments:
+        raise UnsupportedError("checkpoint + compile", "not combined here: compile the model or checkpoint it")
+    return setup.evolve(compiled=True)
+
+
+@register_handler(Amp, "torch")
+def _amp(recipe: Amp, setup: TrainSetup, context: ApplyContext) -> TrainSetup:
+    return setup.evolve(amp_dtype=recipe.dtype)
+
+
+@register_handler(GradAccum, "torch")
+def _grad_accum(recipe: GradAccum, setup: TrainSetup, context: ApplyContext) -> TrainSetup:
+    return setup.evolve(micro_batches=recipe.steps)
+
+
+@register_handler(Ddp, "torch")
+def _ddp(recipe: Ddp, setup: TrainSetup, context: ApplyContext) -> TrainSetup:
+    return setup.evolve(world_size=recipe.world_size)
+
+
+def plan(module: nn.Module, pipeline: Any, context: ApplyContext | None = None) -> TrainSetup:
+    """The training setup a pipeline of training recipes describes (each recipe through its handler)."""
+    return pipeline.apply(TrainSetup(module), context)
 
 
 def batch_order(n_samples: int, cfg: TrainConfig) -> list[np.ndarray]:
@@ -51,47 +109,39 @@ def batch_order(n_samples: int, cfg: TrainConfig) -> list[np.ndarray]:
 class _Trainer:
     """One model under a set of training recipes: `step(x, y)` runs one optimizer step and returns the loss."""
 
-    def __init__(self, module: nn.Module, steps, cfg: TrainConfig, ddp_rank: int | None = None):
+    def __init__(self, setup: TrainSetup, cfg: TrainConfig, ddp_rank: int | None = None):
         self.cfg, self.notes = cfg, []
         torch.manual_seed(cfg.seed)
-        self.model = copy.deepcopy(module).to(cfg.device).train()
-        self.channels_last = _find(steps, TrainChannelsLast) is not None
+        self.model = copy.deepcopy(setup.module).to(cfg.device).train()
+        self.channels_last = setup.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        checkpoint, compiled = _find(steps, Checkpoint), _find(steps, TrainCompile)
-        if checkpoint and not isinstance(self.model, nn.Sequential):
-            raise UnsupportedError(checkpoint.to_spec(), f"it checkpoints the segments of an nn.Sequential; "
-                                                         f"this model is a {type(self.model).__name__}")
-        if checkpoint and compiled:
-            raise UnsupportedError("checkpoint + compile", "not combined here: compile the model or checkpoint it")
         self.forward_module = self.model
         if ddp_rank is not None:
             from torch.nn.parallel import DistributedDataParallel
 
             self.forward_module = DistributedDataParallel(self.model)
-        if compiled:
+        if setup.compiled:
             self.forward_module = torch.compile(self.forward_module)
-        if checkpoint:
+        if setup.checkpoint_segments:
             from torch.utils.checkpoint import checkpoint_sequential
 
-            segments = min(checkpoint.segments, len(self.model))
+            segments = setup.checkpoint_segments
             self.forward = lambda x: checkpoint_sequential(self.model, segments, x, use_reentrant=False)
         else:
             self.forward = self.forward_module
-        amp = _find(steps, Amp)
         self.autocast_dtype = None
         self.scaler = None
-        if amp:
+        if setup.amp_dtype:
             cuda = cfg.device.startswith("cuda")
-            dtype = amp.dtype if amp.dtype != "auto" else ("fp16" if cuda else "bf16")
+            dtype = setup.amp_dtype if setup.amp_dtype != "auto" else ("fp16" if cuda else "bf16")
             self.autocast_dtype = torch.float16 if dtype == "fp16" else torch.bfloat16
             if dtype == "fp16" and cuda:
                 self.scaler = torch.amp.GradScaler("cuda")
-        accum = _find(steps, GradAccum)
-        self.micro = accum.steps if accum else 1
+        self.micro = setup.micro_batches
         if cfg.batch_size % self.micro:
-            raise UnsupportedError(accum.to_spec(), f"the batch of {cfg.batch_size} does not split into "
-                                                    f"{self.micro} equal micro-batches")
+            raise UnsupportedError(f"grad-accum({self.micro})", f"the batch of {cfg.batch_size} does not split into "
+                                                               f"{self.micro} equal micro-batches")
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.loss_fn = nn.CrossEntropyLoss()
 
@@ -137,11 +187,11 @@ class _Trainer:
         return np.concatenate(out)
 
 
-def train(module: nn.Module, steps, data: dict, cfg: TrainConfig, ddp_rank: int | None = None,
+def train(setup: TrainSetup, data: dict, cfg: TrainConfig, ddp_rank: int | None = None,
           world_size: int = 1) -> dict[str, Any]:
     """Time `cfg.steps` optimizer steps after `cfg.warmup_steps`; the first step's time is reported apart."""
     x, y = data["train"]
-    trainer = _Trainer(module, steps, cfg, ddp_rank)
+    trainer = _Trainer(setup, cfg, ddp_rank)
     batches = batch_order(len(x), cfg)
     step_ms, losses = [], []
     first_ms = None
@@ -168,12 +218,12 @@ def _ddp_worker(rank: int, world_size: int, payload_path: str, result_path: str,
     import cloudpickle
     import torch.distributed as dist
 
-    module, steps, data, cfg = cloudpickle.loads(Path(payload_path).read_bytes())
+    setup, data, cfg = cloudpickle.loads(Path(payload_path).read_bytes())
     torch.set_num_threads(max(1, cfg.threads // world_size))
     backend = "nccl" if cfg.device.startswith("cuda") else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
-        result = train(module, steps, data, cfg, ddp_rank=rank, world_size=world_size)
+        result = train(setup, data, cfg, ddp_rank=rank, world_size=world_size)
     finally:
         dist.destroy_process_group()
     if rank == 0:
@@ -181,19 +231,19 @@ def _ddp_worker(rank: int, world_size: int, payload_path: str, result_path: str,
         Path(result_path).write_text(json.dumps(result))
 
 
-def train_ddp(module: nn.Module, steps, data: dict, cfg: TrainConfig, world_size: int) -> dict[str, Any]:
-    """`world_size` local processes under DistributedDataParallel; rank 0 reports."""
+def train_ddp(setup: TrainSetup, data: dict, cfg: TrainConfig) -> dict[str, Any]:
+    """`setup.world_size` local processes under DistributedDataParallel; rank 0 reports."""
     import tempfile
 
     import cloudpickle
     import torch.multiprocessing as mp
 
-    from ...app import free_port
+    from ..._net import free_port
 
-    rest = tuple(s for s in steps if not isinstance(s, Ddp))
+    world_size = setup.world_size
     with tempfile.TemporaryDirectory(prefix="wb-ddp-") as tmp:
         payload, result = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "result.json")
-        Path(payload).write_bytes(cloudpickle.dumps((module, rest, data, cfg)))
+        Path(payload).write_bytes(cloudpickle.dumps((setup, data, cfg)))
         mp.start_processes(_ddp_worker, args=(world_size, payload, result, free_port()), nprocs=world_size,
                            join=True, start_method="spawn")
         out = json.loads(Path(result).read_text())
