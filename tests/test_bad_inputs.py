@@ -13,7 +13,6 @@ import workbench as wb
 from workbench.errors import (
     DataError,
     IncompatibleRecipesError,
-    MeasurementError,
     ModelError,
     ParameterError,
     SpecError,
@@ -129,7 +128,7 @@ CASES = {
     "zero batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=0), ParameterError, "batch_size"),
     "negative batch": (lambda s, t: wb.Study(t[0], t[1], batch_size=-3), ParameterError, "batch_size"),
     "zero threads": (lambda s, t: wb.Study(t[0], t[1], threads=0), ParameterError, "threads"),
-    "negative timing": (lambda s, t: wb.TimingConfig(min_time_s=-1), MeasurementError, "min_time_s"),
+    "negative timing": (lambda s, t: wb.TimingConfig(min_time_s=-1), ParameterError, "min_time_s"),
     "negative timeout": (lambda s, t: wb.ProcessExecutor(timeout_s=-5), WorkbenchError, "positive number"),
     "unknown executor": (lambda s, t: wb.Study(t[0], t[1], executor="gpu-farm"), UnknownNameError, "process"),
     "unknown zoo model": (lambda s, t: wb.zoo.load("resnet-9000"), UnknownNameError, "digits-cnn"),

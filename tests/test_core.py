@@ -114,6 +114,8 @@ def test_compose_orders_recipes_by_kind_and_quantizes_after_a_runtime_that_has_i
     assert compose(["int8-static", "prune(0.5)", "fuse"]).spec == "prune(0.5) + fuse + int8-static"
     assert compose(["int8-static", "torchscript"]).spec == "int8-static + torchscript"
     assert compose(["int8-dynamic", "to-onnx", "prune(0.3)"]).spec == "prune(0.3) + to-onnx + int8-dynamic"
+    assert compose(["to-onnx", "fp16"]).spec == "fp16 + to-onnx"  # ONNX models have no fp16 handler
+    assert compose(["qat", "to-onnx"]).spec == "qat + to-onnx"
 
 
 # -- the trial's identity ---------------------------------------------------------------------------
@@ -147,6 +149,43 @@ def test_a_trial_id_changes_with_everything_that_decides_its_answer(cnn, tmp_pat
     assert key(device_profile=moved) != base                                        # a library version
     monkeypatch.setattr("workbench.trial.code_digest", lambda: "edited")
     assert key() != base                                                            # the workbench's code
+
+
+def _notebook_class(body: str) -> type:
+    """A class defined the way a notebook cell defines one: no source file for inspect to find."""
+    namespace: dict = {"nn": nn, "__name__": "__main__"}
+    exec(compile(textwrap.dedent(body), "<cell>", "exec"), namespace)
+    return namespace["Net"]
+
+
+def test_code_from_a_notebook_cell_and_plain_settings_count_in_a_model_fingerprint():
+    doubled = _notebook_class("""
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+            def forward(self, x):
+                return self.fc(x) * 2
+    """)
+    tripled = _notebook_class("""
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 2)
+            def forward(self, x):
+                return self.fc(x) * 3
+    """)
+    torch.manual_seed(0)
+    a = doubled()
+    b = tripled()
+    b.load_state_dict(a.state_dict())
+    example = np.zeros((1, 4), np.float32)
+    assert wb.wrap(a, example).fingerprint() != wb.wrap(b, example).fingerprint()   # forward's code
+    assert wb.wrap(a, example).fingerprint() == wb.wrap(a, example).fingerprint()
+    a.scale = 2.0
+    before = wb.wrap(a, example).fingerprint()
+    a.scale = 3.0
+    assert wb.wrap(a, example).fingerprint() != before                                # a plain setting
 
 
 def test_sts_gold_scores_count_in_full(tmp_path):
@@ -188,13 +227,14 @@ def test_the_same_trial_has_the_same_id_in_two_fresh_processes(cnn_study, tmp_pa
 
 # -- an ONNX model as the baseline ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_onnx_model_is_a_baseline_like_any_other(cnn, cnn_study):
     import onnx
 
     model, task = cnn
     proto = onnx.load_from_string(cnn_study.handle("to-onnx").serialize())
-    results = wb.Study(proto, wb.tasks.Unlabelled(task.inputs), timing=FAST).run(
-        ["int8-dynamic", "int8-static", "prune(0.5)"], progress=False)
+    results = wb.Study(proto, wb.tasks.Unlabelled(task.inputs), timing=FAST, executor="process").run(
+        ["int8-dynamic", "int8-static", "prune(0.5)"], progress=False)  # the ONNX handle travels to workers
     rows = results.frame.set_index("pipeline")
     assert rows.loc["baseline", "framework"] == "onnx" and rows.loc["baseline", "runtime"] == "onnxruntime"
     assert rows.loc["int8-dynamic", "status"] == "ok" and rows.loc["int8-dynamic", "fidelity"] >= 0.98
@@ -216,6 +256,9 @@ def test_a_trial_runs_anywhere_and_its_record_is_the_row(cnn_study):
     with pytest.raises(TypeError):
         record.row["status"] = "failed"  # immutable
     assert TrialRecord.from_json(record.to_json()) == record
+    import pickle
+
+    assert pickle.loads(pickle.dumps(record)) == record  # what the process executor sends back
 
 
 @pytest.mark.slow
@@ -225,6 +268,15 @@ def test_a_keras_study_run_again_on_its_store_measures_nothing(tmp_path):
     store = tmp_path / "keras.db"
     specs = ["int8-static", "int8-dynamic", "tflite"]
     wb.Study(model, task, timing=FAST, store=store).run(specs, progress=False)
+    import keras
+
+    def build():  # the same architecture twice: Keras names the second one's layers dense_2, dense_3
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+
+    first, second = build(), build()
+    second.set_weights(first.get_weights())
+    assert [x.name for x in first.layers] != [x.name for x in second.layers]
+    assert wb.wrap(first).fingerprint() == wb.wrap(second).fingerprint()
     again = CountingExecutor()
     results = wb.Study(model, task, timing=FAST, store=store, executor=again).run(specs, progress=False)
     assert again.measured == [] and (results.frame["status"] == "ok").all()

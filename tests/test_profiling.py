@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.errors import MeasurementError
 from workbench.profiling import LatencyStats, TimingConfig, measure_latency
 
 
@@ -49,7 +48,7 @@ def test_order_statistics_and_noise_flag():
                                     dict(warmup_runs=-1), dict(max_time_s=0.1, min_time_s=1.0),
                                     dict(min_time_s=float("nan"))])
 def test_bad_timing_config_is_refused(kwargs):
-    with pytest.raises(MeasurementError, match="invalid timing config"):
+    with pytest.raises(wb.ParameterError, match="invalid timing config"):
         TimingConfig(**kwargs)
 
 

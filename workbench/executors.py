@@ -117,11 +117,17 @@ class ProcessExecutor(Executor):
         import cloudpickle
 
         started = time.perf_counter()
+        try:
+            payload = cloudpickle.dumps(trial)
+        except Exception as exc:  # something in the model or task that cannot travel to a worker
+            return trial.failed(f"cannot send the trial to a worker process ({type(exc).__name__}: {exc}); "
+                                "run it inline", started)
         with tempfile.TemporaryDirectory(prefix="wb-trial-") as tmp:
             payload_path, result_path = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "record.pkl")
-            Path(payload_path).write_bytes(cloudpickle.dumps(trial))
+            Path(payload_path).write_bytes(payload)
+            # not a daemon: a trial may start processes of its own (ddp); it is killed on timeout
             proc = multiprocessing.get_context("spawn").Process(
-                target=_process_main, args=(payload_path, result_path, self.memory_limit_bytes), daemon=True)
+                target=_process_main, args=(payload_path, result_path, self.memory_limit_bytes), daemon=False)
             proc.start()
             proc.join(self.timeout_s)
             if proc.is_alive():
@@ -157,9 +163,12 @@ class DaskExecutor(Executor):
             if self.address:
                 self._client = distributed.Client(self.address, timeout="30s")
             else:
-                self._cluster = distributed.LocalCluster(
-                    n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
-                    host="127.0.0.1", dashboard_address=None, resources={"cores": self.threads_per_worker})
+                import dask
+
+                with dask.config.set({"distributed.worker.daemon": False}):  # trials may start processes (ddp)
+                    self._cluster = distributed.LocalCluster(
+                        n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
+                        host="127.0.0.1", dashboard_address=None, resources={"cores": self.threads_per_worker})
                 self._client = distributed.Client(self._cluster)
         return self._client
 
@@ -179,9 +188,18 @@ class DaskExecutor(Executor):
         threads = max(t.threads for t in trials)
         self._check_cores(threads)
         started = time.perf_counter()
-        futures = [self.client.submit(run_payload, cloudpickle.dumps(t), resources={"cores": t.threads},
-                                      pure=False, retries=0) for t in trials]
+        futures = []
+        for t in trials:
+            try:
+                futures.append(self.client.submit(run_payload, cloudpickle.dumps(t), resources={"cores": t.threads},
+                                                  pure=False, retries=0))
+            except Exception as exc:  # the trial cannot travel to a worker: its record says why
+                futures.append(exc)
         for trial, future in zip(trials, futures):
+            if isinstance(future, Exception):
+                yield trial.failed(f"cannot send the trial to a Dask worker ({type(future).__name__}: {future})",
+                                   started)
+                continue
             try:
                 yield future.result(timeout=self.timeout_s)
             except DaskTimeout:

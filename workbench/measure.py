@@ -67,7 +67,7 @@ class InferenceBench(Bench):
         self.reference = self._check_baseline()
         self.baseline_metric: float | None = None
         self._handles: dict[str, ModelHandle] = {}
-        self._model_fingerprint: str | None = None
+        self._fingerprints: dict[str, str] = {}
 
     @property
     def registry(self) -> Registry:
@@ -75,10 +75,10 @@ class InferenceBench(Bench):
 
     # -- identity ----------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
-        if self._model_fingerprint is None:  # once per study, before any worker gets a copy
-            self._model_fingerprint = self.baseline.fingerprint()
+        if not self._fingerprints:  # once per study, before any worker gets a copy
+            self._fingerprints = {"model": self.baseline.fingerprint(), "task": self.task.fingerprint()}
         settings = dataclasses.asdict(self.settings)
-        return {"phase": self.phase, "model": self._model_fingerprint, "task": self.task.fingerprint(),
+        return {"phase": self.phase, **self._fingerprints,
                 "machine": self.device.fingerprint, "versions": self.device.versions, "settings": settings}
 
     def observe(self, record: TrialRecord) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .backends import load_backend
-from .errors import DataError, UnsupportedError
+from .errors import DataError, ParameterError, UnsupportedError
 from .executors import Executor
 from .measure import check_count
 from .model import ModelHandle, wrap
@@ -59,16 +59,16 @@ class TrainingBench(Bench):
         self.data = {"train": (x.astype(np.float32), y), "eval": task.inputs.astype(np.float32)}
         self.reference: np.ndarray | None = None   # the baseline's outputs after training
         self.baseline_metric: float | None = None
-        self._model_fingerprint: str | None = None
+        self._fingerprints: dict[str, str] = {}
 
     @property
     def registry(self) -> Registry:
         return TRAINING_RECIPES
 
     def identity(self) -> dict[str, Any]:
-        if self._model_fingerprint is None:
-            self._model_fingerprint = self.baseline.fingerprint()
-        return {"phase": self.phase, "model": self._model_fingerprint, "task": self.task.fingerprint(),
+        if not self._fingerprints:
+            self._fingerprints = {"model": self.baseline.fingerprint(), "task": self.task.fingerprint()}
+        return {"phase": self.phase, **self._fingerprints,
                 "machine": self.device.fingerprint, "versions": self.device.versions,
                 "settings": dataclasses.asdict(self.config)}
 
@@ -87,18 +87,15 @@ class TrainingBench(Bench):
         return row
 
     def measure(self, pipeline: Pipeline, trial_id: str) -> TrialRecord:
-        import torch
-
         loop = load_backend("torch").train_loop
         started = time.perf_counter()
         row = self.skeleton(pipeline, trial_id)
-        previous = torch.get_num_threads()
         try:
-            torch.set_num_threads(self.threads)
-            setup = loop.plan(self.baseline.payload, pipeline, ApplyContext(task=self.task, device=self.device,
+            with loop.threads(self.threads):
+                setup = loop.plan(self.baseline.payload, pipeline, ApplyContext(task=self.task, device=self.device,
                                                                           seed=self.config.seed))
-            out = (loop.train_ddp(setup, self.data, self.config) if setup.world_size
-                   else loop.train(setup, self.data, self.config))
+                out = (loop.train_ddp(setup, self.data, self.config) if setup.world_size
+                       else loop.train(setup, self.data, self.config))
         except UnsupportedError as exc:
             row.update(status="unsupported", error=str(exc), duration_s=round(time.perf_counter() - started, 3))
             return TrialRecord(row)
@@ -106,8 +103,6 @@ class TrainingBench(Bench):
             row.update(status="failed", error=f"train: {type(exc).__name__}: {str(exc)[:500]}",
                        duration_s=round(time.perf_counter() - started, 3))
             return TrialRecord(row)
-        finally:
-            torch.set_num_threads(previous)
         stats = LatencyStats(tuple(out["step_ms"]), out["first_step_ms"])
         outputs = out["outputs"]
         reference = outputs if pipeline.is_baseline else self.reference
@@ -131,8 +126,9 @@ class TrainingBench(Bench):
         )
         if setup.world_size:
             per_process = max(1, self.threads // setup.world_size)
-            single = loop.train(loop.TrainSetup(self.baseline.payload), self.data,
-                                dataclasses.replace(self.config, threads=per_process))
+            with loop.threads(per_process):
+                single = loop.train(loop.TrainSetup(self.baseline.payload), self.data,
+                                    dataclasses.replace(self.config, threads=per_process))
             one = self.config.batch_size / (np.median(single["step_ms"]) / 1000)
             row["scaling_efficiency"] = row["throughput"] / (setup.world_size * one)
             notes.append(f"ddp: {setup.world_size} processes x {per_process} thread(s); one such process alone "
@@ -165,6 +161,11 @@ class TrainingStudy(Orchestrator):
             check_count("TrainingStudy", name, value, low)
         if threads is not None:
             check_count("TrainingStudy", "threads", threads)
+        check_count("TrainingStudy", "seed", seed, 0)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 10 or lr != lr:
+            raise ParameterError("TrainingStudy", "lr", lr, "a learning rate in (0, 10)")
+        if not isinstance(target, str) or not (target == "cpu" or target.startswith("cuda")):
+            raise ParameterError("TrainingStudy", "target", target, "cpu, cuda or cuda:N")
         if batch_size > len(task.train[0]):
             raise DataError(f"batch_size {batch_size} is larger than the {len(task.train[0])} training samples")
         profile = device_profile or device()

@@ -59,6 +59,9 @@ class TrialRecord:
         row.setdefault("phase", "infer")
         object.__setattr__(self, "row", MappingProxyType(row))
 
+    def __reduce__(self):  # the read-only row view does not pickle; the record rebuilds it
+        return (TrialRecord, (dict(self.row), self.outputs))
+
     @property
     def trial_id(self) -> str:
         return self.row["trial_id"]
@@ -169,9 +172,27 @@ def trial_identity(pipeline: Pipeline, parts: dict[str, Any]) -> str:
     """sha256 of the pipeline (every recipe parameter, defaults included) and the bench's parts: the model's
     fingerprint (weights and code), the task's (evaluation and training data), the machine and library
     versions (the device fingerprint), the workbench's own code, and the measuring settings."""
-    content = {"pipeline": [step.to_dict() for step in pipeline.steps], "workbench": code_digest(), **parts}
+    content = {"pipeline": [step.to_dict() for step in pipeline.steps], "workbench": code_digest(),
+               "user code": user_code(pipeline), **parts}
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def user_code(pipeline: Pipeline) -> list[str]:
+    """The code of recipes (and their handlers) that are not the workbench's own: a user's recipe edited in a
+    notebook is measured again."""
+    from . import _code
+    from .recipes.base import HANDLERS
+
+    digests = []
+    for step in pipeline.steps:
+        cls = type(step)
+        if cls.__module__.startswith("workbench."):
+            continue
+        digests.append(_code.code_digest(cls))
+        digests += [_code.code_digest(HANDLERS.get(key)) for key in HANDLERS.names()
+                    if key.split("@")[0].removeprefix("train:") == cls.name]
+    return digests
 
 
 @functools.lru_cache(maxsize=1)

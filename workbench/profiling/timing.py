@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import MeasurementError
+from ..errors import ParameterError
 
 #: IQR / median above this marks a measurement as noisy
 NOISY_SPREAD = 0.10
@@ -45,10 +45,10 @@ class TimingConfig:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise MeasurementError(
-                f"invalid timing config {bad[0]}={getattr(self, bad[0])!r}: need min_time_s >= 0, "
-                "min_runs >= 5 (fewer cannot give a p90), max_runs >= min_runs, max_time_s >= min_time_s "
-                "and warmup_runs >= 0"
+            raise ParameterError(
+                "TimingConfig", bad[0], getattr(self, bad[0]),
+                "min_time_s >= 0, min_runs >= 5 (fewer cannot give a p90), max_runs >= min_runs, "
+                "max_time_s >= min_time_s and warmup_runs >= 0 (invalid timing config)"
             )
 
 

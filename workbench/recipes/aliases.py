@@ -40,6 +40,8 @@ class Alias:
             raise IncompatibleRecipesError(f"cannot combine {spec!r}: {self.name} quantizes an ONNX model: put "
                                            f"{self.after} before it, e.g. '{self.after} + {self.target}' "
                                            f"({self.name} is now {self.target})")
+        if "xnnpack" in kwargs and not isinstance(kwargs["xnnpack"], bool):
+            raise ParameterError(self.name, "xnnpack", kwargs["xnnpack"], "true or false")
         params = dict(self.fixed)
         params.update({k: v for k, v in kwargs.items() if k != "xnnpack"})
         steps = [recipe_from_params(self.target, (), params)]

@@ -57,8 +57,9 @@ class Recipe:
     formats: ClassVar[tuple[str, ...]] = ()
     #: parameters that only some formats understand: on any other, a value other than the default is refused
     format_params: ClassVar[dict[str, tuple[str, ...]]] = {}
-    #: a runtime that quantizes with its own tools: precision recipes go after it (see `compose`)
-    precision_after: ClassVar[bool] = False
+    #: the format a runtime recipe turns the model into (to-onnx: onnx); precision recipes with a handler for
+    #: that format run there, so `compose` puts them after it
+    produces: ClassVar[str | None] = None
     summary: ClassVar[str] = ""
     #: parameters always written positionally in the canonical spec, e.g. prune(0.5)
     positional: ClassVar[tuple[str, ...]] = ()

@@ -20,7 +20,7 @@ class ToOnnx(Recipe):
     name = "to-onnx"
     kind = "runtime"
     formats = ("torch",)
-    precision_after = True  # int8-dynamic / int8-static after it are ONNX Runtime's own quantization
+    produces = "onnx"  # int8-dynamic / int8-static after it are ONNX Runtime's own quantization
     summary = "export to ONNX and run in ONNX Runtime (graph optimization level = fusion)"
 
     level: str = "all"

@@ -139,13 +139,19 @@ def parse_pipelines(value: str | Iterable[PipelineLike], registry: Registry | No
 
 def compose(steps: Iterable[PipelineLike]) -> Pipeline:
     """One pipeline from recipes given in any order (a panel's toggles): weights, graph, precision, runtime,
-    target — except that precision follows a runtime that quantizes with its own tools (`to-onnx`: then
-    `int8-dynamic` is ONNX Runtime's). The order within a kind is kept."""
+    target — except that a precision recipe the runtime's format has a handler for follows that runtime
+    (`to-onnx` + `int8-dynamic` is ONNX Runtime's quantization; `fp16`, which ONNX models lack, stays before
+    it). The order within a kind is kept."""
     recipes = [r for step in steps for r in as_pipeline(step).steps]
-    rank = {kind: i for i, kind in enumerate(KINDS)}
-    if any(r.precision_after for r in recipes):
-        rank["precision"] = rank["runtime"] + 0.5
-    return Pipeline(tuple(sorted(recipes, key=lambda r: rank[r.kind])))
+    produced = {r.produces for r in recipes if r.produces}
+    rank = {kind: float(i) for i, kind in enumerate(KINDS)}
+
+    def order(recipe: Recipe) -> float:
+        if recipe.kind == "precision" and produced & set(recipe.formats):
+            return rank["runtime"] + 0.5
+        return rank[recipe.kind]
+
+    return Pipeline(tuple(sorted(recipes, key=order)))
 
 
 def parse_value(text: str) -> Any:

@@ -117,6 +117,10 @@ class KerasModel(ModelHandle):
     def session(self, threads: int | None = None) -> Iterator[None]:
         yield  # TensorFlow's thread pools are per process (see _tf._pin_threads); `engine` records them
 
+    def __getstate__(self) -> dict:
+        """The traced tf.function does not pickle: a worker traces its own."""
+        return {**self.__dict__, "_fn": None}
+
     def evolve(self, **changes: Any) -> KerasModel:
         new = super().evolve(**changes)
         new._fn = None  # type: ignore[attr-defined]
@@ -138,29 +142,50 @@ class KerasModel(ModelHandle):
                 return f.read()
 
     def fingerprint(self) -> str:
-        """The architecture (its config, or the subclass's source code) and every variable's values — not the
-        `.keras` archive, which embeds the time it was saved."""
+        """The architecture (its config, layer names replaced by their position so that Keras's name counters
+        do not matter), the code of every class that is not Keras's own (the model's, custom layers'), and
+        every variable's values in order — not the `.keras` archive, which embeds the time it was saved."""
         import hashlib
-        import inspect
         import json
+
+        from ..._code import code_digest, without_addresses
+
+        layers = self.layers()
+        alias = {layer.name: f"layer{i}" for i, layer in enumerate(layers)}
+        alias[self.payload.name] = "model"
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            if isinstance(value, str):
+                return alias.get(value, value)
+            return value
+
+        def default(value: Any) -> str:  # callables and objects in a custom config: what they are, not where
+            return code_digest(value) if callable(value) else without_addresses(repr(value))
 
         h = hashlib.sha256(self.flavor.encode())
         try:
-            h.update(json.dumps(self.payload.get_config(), sort_keys=True, default=str).encode())
-        except Exception:  # a subclassed model without get_config
-            pass
-        for cls in type(self.payload).__mro__[:-1]:
-            h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-            if self.subclassed and not cls.__module__.startswith(("keras", "tf_keras", "tensorflow")):
-                try:
-                    h.update(inspect.getsource(cls).encode())
-                except (OSError, TypeError):
-                    pass
-        for var in self.payload.weights:
+            h.update(json.dumps(plain(self.payload.get_config()), sort_keys=True, default=default).encode())
+        except Exception as exc:  # a subclassed model without get_config: its code and weights below decide
+            h.update(type(exc).__name__.encode())
+        for cls in sorted({type(x) for x in [self.payload, *layers]}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+            own = cls.__module__.startswith(("keras", "tf_keras", "tensorflow"))
+            h.update((f"{cls.__module__}.{cls.__qualname__}" if own else code_digest(cls)).encode())
+        for i, var in enumerate(self.payload.weights):
             array = np.ascontiguousarray(np.asarray(var))
-            h.update(f"{getattr(var, 'path', None) or var.name}{array.dtype}{array.shape}".encode())
+            h.update(f"{i}{array.dtype}{array.shape}".encode())
             h.update(array.tobytes())
         return h.hexdigest()
+
+    def layers(self) -> list[Any]:
+        """Every layer of the model, nested ones too, in a stable order."""
+        try:
+            return list(self.payload._flatten_layers(include_self=False, recursive=True))
+        except (AttributeError, TypeError):
+            return list(self.payload.layers)
 
     def weights(self) -> list[tuple[str, np.ndarray]]:
         """(name, array) of every float weight (BatchNorm statistics and TF-MOT bookkeeping excluded)."""

@@ -82,6 +82,12 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         self._threads: int | None = None
         self._interpreters: dict[tuple, Any] = {}
 
+    def __getstate__(self) -> dict:
+        """Interpreters do not pickle: a worker makes its own (the flatbuffer is what travels)."""
+        state = {**self.__dict__, "_interpreters": {}}
+        state.pop("io", None)  # the cached_property's interpreter details
+        return state
+
     @property
     def engine(self) -> str:  # type: ignore[override]
         # the thread count is the row's `threads`: each interpreter is made inside session(threads)

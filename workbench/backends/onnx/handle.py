@@ -33,6 +33,10 @@ class OrtModel(ThreadedRuntime, ModelHandle):
         self._threads: int | None = None
         self._sessions: dict[int | None, ort.InferenceSession] = {}
 
+    def __getstate__(self) -> dict:
+        """ONNX Runtime sessions do not pickle: a worker makes its own."""
+        return {**self.__dict__, "_sessions": {}}
+
     def _session(self) -> ort.InferenceSession:
         if self._threads not in self._sessions:
             options = ort.SessionOptions()

@@ -31,6 +31,8 @@ class TorchModel(ModelHandle):
         if not isinstance(module, nn.Module):
             raise ModelError(f"TorchModel needs a torch.nn.Module, got {type(module).__name__}")
         self.payload = (copy.deepcopy(module) if copy_module else module).eval()
+        if isinstance(self.payload, torch.jit.ScriptModule):  # code, not an eager module: its own handlers
+            self.format, self.runtime = "torchscript", "torchscript"
         self.example_input = example_input
         self.input_dtype: torch.dtype | None = None   # cast floating inputs to this (fp16/bf16 models)
         self.autocast_dtype: torch.dtype | None = None  # run forward under torch.autocast (mixed precision)
@@ -194,18 +196,21 @@ class TorchModel(ModelHandle):
 
 
 def module_fingerprint(module: nn.Module, weights: bytes) -> str:
-    """sha256 over the weights' bytes, the module tree (repr) and each module class's source code."""
+    """sha256 over the weights' bytes, the module tree (repr, addresses left out), each module's plain
+    settings (attributes such as `normalize=True` that are neither weights nor submodules) and each module
+    class's code (its source, or its bytecode for classes defined in a notebook)."""
     import hashlib
-    import inspect
+
+    from ..._code import code_digest, without_addresses
 
     h = hashlib.sha256(weights)
-    h.update(repr(module).encode())
+    h.update(without_addresses(repr(module)).encode())
+    for name, sub in module.named_modules():
+        settings = {k: v for k, v in vars(sub).items() if not k.startswith("_") and k != "training"
+                    and isinstance(v, (bool, int, float, str, type(None), tuple))}
+        h.update(without_addresses(repr((name, sorted(settings.items())))).encode())
     for cls in sorted({type(m) for m in module.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
-        h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-        try:
-            h.update(inspect.getsource(cls).encode())
-        except (OSError, TypeError):  # built in a notebook cell or generated: the tree above still names it
-            pass
+        h.update(code_digest(cls).encode())
     if isinstance(module, torch.fx.GraphModule):
         h.update(module.code.encode())
     return h.hexdigest()

@@ -89,6 +89,17 @@ def _ddp(recipe: Ddp, setup: TrainSetup, context: ApplyContext) -> TrainSetup:
     return setup.evolve(world_size=recipe.world_size)
 
 
+@contextlib.contextmanager
+def threads(n: int):
+    """torch's intra-op threads set to `n` for the block, then put back."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def plan(module: nn.Module, pipeline: Any, context: ApplyContext | None = None) -> TrainSetup:
     """The training setup a pipeline of training recipes describes (each recipe through its handler)."""
     return pipeline.apply(TrainSetup(module), context)
