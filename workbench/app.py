@@ -48,8 +48,15 @@ def serve(port: int = 8866, model: str = "digits-cnn") -> int:
            "--Voila.ip=127.0.0.1", "--theme=light", "--show_tracebacks=True"]
     proc = subprocess.Popen(cmd, env=env)
     print(f"Workbench dashboard: http://127.0.0.1:{port}/", flush=True)
+    # SIGTERM to this wrapper (a test, a service manager) is passed on: Voila then shuts its kernels down
+    # before it exits, instead of leaving them running
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
         return proc.wait()
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)
-        return proc.wait()
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
