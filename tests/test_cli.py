@@ -41,7 +41,9 @@ def test_device_json():
 
 def test_models_and_recipes_lists():
     assert "digits-cnn" in _wb("models").stdout
-    assert "int8-dynamic" in _wb("recipes").stdout
+    recipes = _wb("recipes").stdout
+    assert "int8-dynamic" in recipes and "onnx,keras" in recipes and "int4-weight-only" in recipes
+    assert "tflite-int8 → int8-static" in recipes and "ort-int8-dynamic → int8-dynamic after to-onnx" in recipes
 
 
 def test_user_errors_exit_2_with_a_message_and_no_traceback(tmp_path):

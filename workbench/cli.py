@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .errors import WorkbenchError
@@ -163,12 +164,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_recipes(args: argparse.Namespace) -> int:
-    from .recipes import describe
+    from .recipes import ALIASES, describe
 
     for r in describe():
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         print(f"{r['name']:<16} {r['kind']:<10} {','.join(r['formats']):<18} {r['summary']}"
               + (f"  [{params}]" if params else ""))
+    print("\nold names (one more release): " + "; ".join(
+        f"{a.name} → {a.target}{' after ' + a.after if a.after else ''}" for a in map(ALIASES.get, ALIASES)))
     return 0
 
 
@@ -176,6 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"device": _cmd_device, "run": _cmd_run, "report": _cmd_report, "app": _cmd_app,
                "models": _cmd_models, "recipes": _cmd_recipes}[args.command]
+
+    show = warnings.showwarning
+
+    def one_line(message, category, *rest, **kwargs) -> None:  # an old recipe name: what it became, in one line
+        if issubclass(category, FutureWarning) and str(message).startswith("recipe "):
+            print(f"workbench {args.command}: note: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kwargs)
+
+    warnings.showwarning = one_line
     try:
         return handler(args)
     except WorkbenchError as exc:
