@@ -70,10 +70,7 @@ class Orchestrator:
 
     def trial(self, pipeline: Any) -> dict[str, Any]:
         """One row: measured once per study (or taken from the store), then served from memory."""
-        pipeline = self._pipeline(pipeline)
-        for _ in self._records_for([pipeline]):
-            pass
-        return self._records[pipeline.spec].to_row()
+        return self.record(pipeline).to_row()
 
     def record(self, pipeline: Any) -> TrialRecord:
         """The TrialRecord of a pipeline (measured if need be)."""
