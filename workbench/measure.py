@@ -60,26 +60,21 @@ class InferenceBench(Bench):
     phase = "infer"
 
     def __init__(self, model: Any, task: Task, device: DeviceProfile, settings: Settings, example_input: Any = None):
-        self.task, self.device, self.settings = task, device, settings
+        self.task, self.device, self.config = task, device, settings
         self.threads = settings.threads
         baseline = wrap(model, task.sample(1) if example_input is None else example_input)
         self.baseline: ModelHandle = baseline.to_device(settings.target)
         self.reference = self._check_baseline()
         self.baseline_metric: float | None = None
         self._handles: dict[str, ModelHandle] = {}
-        self._fingerprints: dict[str, str] = {}
 
     @property
     def registry(self) -> Registry:
         return RECIPES
 
     # -- identity ----------------------------------------------------------------------------------
-    def identity(self) -> dict[str, Any]:
-        if not self._fingerprints:  # once per study, before any worker gets a copy
-            self._fingerprints = {"model": self.baseline.fingerprint(), "task": self.task.fingerprint()}
-        settings = dataclasses.asdict(self.settings)
-        return {"phase": self.phase, **self._fingerprints,
-                "machine": self.device.fingerprint, "versions": self.device.versions, "settings": settings}
+    def settings(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
 
     def observe(self, record: TrialRecord) -> None:
         if record.is_baseline and record.status == "ok":
@@ -87,7 +82,7 @@ class InferenceBench(Bench):
 
     # -- building --------------------------------------------------------------------------------
     def context(self) -> ApplyContext:
-        return ApplyContext(task=self.task, device=self.device, seed=self.settings.seed)
+        return ApplyContext(task=self.task, device=self.device, seed=self.config.seed)
 
     def handle(self, pipeline: Pipeline) -> ModelHandle:
         """The optimized model of a pipeline (built once per bench)."""
@@ -102,7 +97,7 @@ class InferenceBench(Bench):
     # -- measuring -------------------------------------------------------------------------------
     def outputs(self, handle: ModelHandle) -> np.ndarray:
         with handle.session(self.threads):
-            batches = [handle.predict(b) for b in self.task.batches(self.settings.eval_batch)]
+            batches = [handle.predict(b) for b in self.task.batches(self.config.eval_batch)]
         return self.task.restore(np.concatenate(batches))
 
     def _check_baseline(self) -> np.ndarray:
@@ -126,8 +121,7 @@ class InferenceBench(Bench):
 
     def skeleton(self, pipeline: Pipeline, trial_id: str) -> dict[str, Any]:
         row = super().skeleton(pipeline, trial_id)
-        row.update(framework=self.baseline.framework, metric_name=self.task.metric_name,
-                   batch_size=self.settings.batch_size, threads=self.threads, **self.device.row_fields())
+        row.update(metric_name=self.task.metric_name, batch_size=self.config.batch_size)
         return row
 
     def measure(self, pipeline: Pipeline, trial_id: str) -> TrialRecord:
@@ -186,23 +180,23 @@ class InferenceBench(Bench):
                    params=stats.params, nonzero_params=stats.nonzero_params, sparsity=stats.sparsity)
 
     def _fill_latency(self, row: dict, handle: ModelHandle, notes: list[str]) -> None:
-        batch = self.task.sample(self.settings.batch_size)
+        batch = self.task.sample(self.config.batch_size)
         note = handle.batch_note(batch)  # text: which sequence length the timing is for
         if note:
             notes.insert(0, note)
 
         def timed():
             with handle.session(self.threads):
-                return measure_latency(handle.runner(batch), self.settings.timing, sync=handle.synchronize)
+                return measure_latency(handle.runner(batch), self.config.timing, sync=handle.synchronize)
 
         stats = self._stage("latency", timed)
         row.update(stats.as_row())
-        row["throughput"] = self.settings.batch_size / (stats.p50 / 1000)
+        row["throughput"] = self.config.batch_size / (stats.p50 / 1000)
         row["latency_samples_ms"] = json.dumps(stats.thinned())
 
     def _fill_compute(self, row: dict, handle: ModelHandle, notes: list[str]) -> None:
-        batch = self.task.sample(self.settings.batch_size)
-        if self.settings.measure_flops:
+        batch = self.task.sample(self.config.batch_size)
+        if self.config.measure_flops:
             flops = self._stage("flops", handle.flops, batch)
             if flops is None:
                 notes.append("flops: not countable for this model")
@@ -214,7 +208,7 @@ class InferenceBench(Bench):
                 row["pct_of_peak"] = 100 * achieved / peak if peak else None
         else:
             notes.append("flops: not measured (measure_flops=False)")
-        if self.settings.measure_memory:
+        if self.config.measure_memory:
             row["peak_mem_bytes"] = self._stage("peak memory", handle.peak_memory, batch)
             if row["peak_mem_bytes"] is None:
                 notes.append(f"peak memory: not measurable for the {handle.runtime} runtime (no allocator statistics)")

@@ -199,11 +199,11 @@ class Study(Orchestrator):
 
     @property
     def batch_size(self) -> int:
-        return self.bench.settings.batch_size
+        return self.bench.config.batch_size
 
     @property
     def timing(self) -> TimingConfig:
-        return self.bench.settings.timing
+        return self.bench.config.timing
 
     @property
     def reference(self) -> Any:

@@ -59,18 +59,13 @@ class TrainingBench(Bench):
         self.data = {"train": (x.astype(np.float32), y), "eval": task.inputs.astype(np.float32)}
         self.reference: np.ndarray | None = None   # the baseline's outputs after training
         self.baseline_metric: float | None = None
-        self._fingerprints: dict[str, str] = {}
 
     @property
     def registry(self) -> Registry:
         return TRAINING_RECIPES
 
-    def identity(self) -> dict[str, Any]:
-        if not self._fingerprints:
-            self._fingerprints = {"model": self.baseline.fingerprint(), "task": self.task.fingerprint()}
-        return {"phase": self.phase, **self._fingerprints,
-                "machine": self.device.fingerprint, "versions": self.device.versions,
-                "settings": dataclasses.asdict(self.config)}
+    def settings(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
 
     def observe(self, record: TrialRecord) -> None:
         if record.is_baseline and record.status == "ok":
@@ -81,9 +76,9 @@ class TrainingBench(Bench):
     def skeleton(self, pipeline: Pipeline, trial_id: str) -> dict[str, Any]:
         row = super().skeleton(pipeline, trial_id)
         stats = self.baseline.weight_stats()
-        row.update(framework=self.baseline.framework, metric_name="accuracy", sparsity=stats.sparsity, fused=False,
-                   batch_size=self.config.batch_size, threads=self.threads, size_bytes=len(self.baseline.serialize()),
-                   params=stats.params, nonzero_params=stats.nonzero_params, **self.device.row_fields())
+        row.update(metric_name="accuracy", sparsity=stats.sparsity, fused=False, batch_size=self.config.batch_size,
+                   size_bytes=len(self.baseline.serialize()), params=stats.params,
+                   nonzero_params=stats.nonzero_params)
         return row
 
     def measure(self, pipeline: Pipeline, trial_id: str) -> TrialRecord:

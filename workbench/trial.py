@@ -114,8 +114,16 @@ class Bench(abc.ABC):
         """Where the recipe names of this bench's pipelines are looked up."""
 
     @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """How this bench measures (batch, threads, timing, steps, ...): part of every trial's identity."""
+
     def identity(self) -> dict[str, Any]:
-        """Everything besides the pipeline that decides a trial's answer (see `trial_identity`)."""
+        """Everything besides the pipeline that decides a trial's answer (see `trial_identity`). The model's
+        and the task's fingerprints are computed once per bench, before any worker gets a copy."""
+        if "_fingerprints" not in self.__dict__:
+            self._fingerprints = {"model": self.baseline.fingerprint(), "task": self.task.fingerprint()}
+        return {"phase": self.phase, **self._fingerprints, "machine": self.device.fingerprint,
+                "versions": self.device.versions, "settings": self.settings()}
 
     @abc.abstractmethod
     def measure(self, pipeline: Pipeline, trial_id: str) -> TrialRecord:
@@ -131,6 +139,7 @@ class Bench(abc.ABC):
     def skeleton(self, pipeline: Pipeline, trial_id: str) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(self.columns)
         row.update(trial_id=trial_id, pipeline=pipeline.spec, status="ok", error=None, phase=self.phase,
+                   framework=self.baseline.framework, threads=self.threads, **self.device.row_fields(),
                    is_baseline=pipeline.is_baseline, pareto=False,
                    created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         return row
