@@ -71,6 +71,7 @@ class ModelHandle(abc.ABC):
     example_input: Any = None
     payload: Any = None
     source: ModelHandle | None = None
+    changed_layers: tuple[str, ...] = ()      # layers the last weights/precision recipe changed (what exclude= names)
 
     @abc.abstractmethod
     def prepare(self, batch: Any) -> Any:
@@ -110,6 +111,19 @@ class ModelHandle(abc.ABC):
     def peak_memory(self, batch: Any) -> int | None:
         """Peak bytes allocated during one forward pass on `batch` (activations + workspace)."""
         return None
+
+    def layer_trace(self, batch: Any) -> Any:
+        """Every layer's output on `batch` (a `layerprobe.LayerTrace`), for the per-layer view."""
+        from .errors import UnsupportedError
+
+        raise UnsupportedError("per-layer view", f"not available for {self.format} models ({self.spec}) yet")
+
+    def layer_times(self, batch: Any, threads: int | None = None, **kwargs: Any) -> Any:
+        """Each layer's share of one forward on `batch` and the kernel that ran (a `layerprobe.LayerTimes`)."""
+        from .errors import UnsupportedError
+
+        raise UnsupportedError("per-layer view", f"per-layer times are not available for {self.format} models "
+                                                 f"({self.spec}) yet")
 
     def fingerprint(self) -> str:
         """A digest of what decides this model's answers (weights and code), equal across processes."""

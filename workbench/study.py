@@ -194,6 +194,7 @@ class Study(Orchestrator):
                             timing=timing or TimingConfig(), eval_batch=task.eval_batch_size or batch_size,
                             measure_memory=measure_memory, measure_flops=measure_flops, seed=seed, target=target)
         super().__init__(InferenceBench(model, task, profile, settings, example_input), store=store, executor=executor)
+        self._views: dict[str, Any] = {}
 
     # -- what the bench knows, by the names notebooks use -----------------------------------------
 
@@ -213,6 +214,42 @@ class Study(Orchestrator):
     def handle(self, pipeline: Any) -> ModelHandle:
         """The optimized model of a pipeline (built once per study)."""
         return self.bench.handle(self._pipeline(pipeline))
+
+    def layers(self, pipeline: Any, *, samples: int = 32) -> Any:
+        """The per-layer view of a pipeline against the baseline (a `layers.LayerView`): time and error per
+        layer, flags and a one-paragraph explanation. Built once per study and pipeline."""
+        from .errors import UnsupportedError
+        from .layers import build
+
+        pipeline = self._pipeline(pipeline)
+        if pipeline.spec in self._views:
+            return self._views[pipeline.spec]
+        record, base = self.record(pipeline), self.record(Pipeline(()))
+        if record.status != "ok":
+            raise UnsupportedError(pipeline.spec, f"its trial is {record.status} ({record.row.get('error')}): "
+                                                  "there is no model to look inside")
+        handle, baseline = self.handle(pipeline), self.baseline
+        inputs = self.task.sample(min(samples, len(self.task)))
+        timed = self.task.sample(self.batch_size)
+        with self._lock:
+            traces = baseline.layer_trace(inputs), handle.layer_trace(inputs)
+            with baseline.session(self.threads):
+                base_times = baseline.layer_times(timed, self.threads)
+            with handle.session(self.threads):
+                times = handle.layer_times(timed, self.threads)
+        view = build(pipeline.spec, *traces, base_times, times, int8=handle.precision == "int8",
+                     changed=handle.changed_layers, notes=handle.notes)
+        self._views[pipeline.spec] = view
+        return view
+
+    def sensitivity(self, pipeline: Any, *, mode: str = "exclude", layers: list[str] | None = None,
+                    quality: str = "fidelity_cosine", progress: bool = True) -> Any:
+        """Rank the layers a recipe changed by what each costs: `mode="exclude"` keeps one layer in float at a
+        time (how much of the lost `quality` it recovers), `mode="only"` applies the recipe to one layer alone.
+        Each probe is a trial (cached, stored, run on the executor); the cost is printed before it starts."""
+        from .sensitivity import sensitivity
+
+        return sensitivity(self, pipeline, mode=mode, layers=layers, quality=quality, progress=progress)
 
     def throughput(self, pipelines: str | Iterable[Any] = "baseline",
                    batch_sizes: Iterable[int] = (1, 8, 32, 128)) -> Any:

@@ -114,7 +114,7 @@ class Recipe:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"recipe": self.name, **self.params()}
+        return {"recipe": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.params().items()}}
 
     def to_spec(self) -> str:
         """Canonical spec: `positional` params always, the rest only where they differ from the default."""
@@ -222,10 +222,19 @@ def _coerce(recipe: str, param: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, str):
             raise ParameterError(recipe, param, value, "a word")
         return value
+    if kind == "tuple[str,...]":  # layer-name globs: one string or a list of them
+        items = (value,) if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+        if isinstance(items, (list, tuple)):  # Sequential children are named 0, 1, ...: a bare number is a name
+            items = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in items]
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in items):
+            raise ParameterError(recipe, param, value, "a layer-name glob or a list of them, e.g. 'encoder.layer.5.*'")
+        return tuple(dict.fromkeys(v.strip() for v in items))
     return value
 
 
 def _format_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return _format_value(value[0]) if len(value) == 1 else f"[{', '.join(map(_format_value, value))}]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -155,8 +155,12 @@ def compose(steps: Iterable[PipelineLike]) -> Pipeline:
 
 
 def parse_value(text: str) -> Any:
-    """A spec value: number, true/false/none, quoted string, or a bare word such as x86 or 2:4."""
+    """A spec value: number, true/false/none, quoted string, a bare word such as x86 or 2:4, or a list of
+    these in brackets, e.g. exclude=[fc1, 'encoder.layer.5.*']."""
     t = text.strip()
+    if t.startswith("[") and t.endswith("]"):
+        inner = t[1:-1]
+        return [parse_value(item) for item in _split_top(t, inner, ",")] if inner.strip() else []
     low = t.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -215,17 +219,17 @@ def _split_top(spec: str, text: str, sep: str) -> list[str]:
             quote = "" if c == quote else quote
         elif c in "'\"":
             quote = c
-        elif c == "(":
+        elif c in "([":
             depth += 1
-        elif c == ")":
+        elif c in ")]":
             depth -= 1
             if depth < 0:
-                raise SpecError(spec, f"unmatched ')' at position {i}")
+                raise SpecError(spec, f"unmatched {c!r} at position {i}")
         elif c == sep and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     if depth or quote:
-        raise SpecError(spec, "unclosed '(' or quote")
+        raise SpecError(spec, "unclosed '(', '[' or quote")
     parts.append(text[start:])
     if sep == "+" and any(not p.strip() for p in parts):
         raise SpecError(spec, "a '+' with no recipe on one side")

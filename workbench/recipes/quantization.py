@@ -25,17 +25,21 @@ class Int8Dynamic(Recipe):
     `reduce_range=auto` uses 7-bit weights on x86 CPUs without VNNI, where u8s8 products can saturate).
     Keras: TFLite's dynamic-range conversion, run in LiteRT. `per_channel` keeps one scale per output
     channel (better fidelity, same size); `auto` is per-tensor on torch and per-channel on ONNX Runtime.
+    `exclude` keeps the layers it names in float: globs over layer names (torch module names, which the ONNX
+    export keeps), e.g. `int8-dynamic(exclude="encoder.layer.5.*")`; a glob matching nothing is an error.
     """
 
     name = "int8-dynamic"
     kind = "precision"
     formats = ("torch", "onnx", "keras")
-    format_params = {"engine": ("torch",), "per_channel": ("torch", "onnx"), "reduce_range": ("onnx",)}
+    format_params = {"engine": ("torch",), "per_channel": ("torch", "onnx"), "reduce_range": ("onnx",),
+                     "exclude": ("torch", "onnx")}
     summary = "int8 weights, activations quantized at run time (torch; ONNX Runtime after to-onnx; TFLite on Keras)"
 
     engine: str = "auto"
     per_channel: bool | str = "auto"
     reduce_range: bool | str = "auto"
+    exclude: tuple[str, ...] = ()  # layer-name globs kept in float (see recipes/layers.py)
 
     def validate(self) -> None:
         check_choice(self.name, "engine", self.engine, TORCH_ENGINES)
@@ -52,18 +56,20 @@ class Int8Static(Recipe):
     torch: FX graph mode, Conv-BN-ReLU fused first. After `to-onnx`: ONNX Runtime's static quantization (QDQ,
     MinMax; `per_channel` weights, per-channel unless false). Keras: the full-integer TFLite conversion (the
     representative dataset), run in LiteRT; `io=int8` also makes the model's input and output int8.
+    `exclude` keeps the layers it names (globs) in float, e.g. `int8-static(exclude=[0, 12])`.
     """
 
     name = "int8-static"
     kind = "precision"
     formats = ("torch", "onnx", "keras")
-    format_params = {"engine": ("torch",), "per_channel": ("onnx",), "io": ("keras",)}
+    format_params = {"engine": ("torch",), "per_channel": ("onnx",), "io": ("keras",), "exclude": ("torch", "onnx")}
     summary = "int8 weights and activations, calibrated on task data (torch FX; ONNX Runtime QDQ; TFLite full integer)"
 
     engine: str = "auto"
     calibration: int = 256
     per_channel: bool | str = "auto"
     io: str = "float"
+    exclude: tuple[str, ...] = ()
 
     def validate(self) -> None:
         check_choice(self.name, "engine", self.engine, TORCH_ENGINES)

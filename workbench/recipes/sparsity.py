@@ -32,11 +32,13 @@ class Prune(Recipe):
     finetune=N             epochs of fine-tuning on the task's training data with the mask fixed (as TF-MOT
                            recovers accuracy); 0 skips it, and it is skipped when the task has no training data.
                            The default, -1, picks the epochs by pattern and sparsity (see finetune_epochs).
+    exclude                layer-name globs left dense (torch), e.g. prune(0.5, exclude=[0, 12])
     """
 
     name = "prune"
     kind = "weights"
     formats = ("torch", "keras")
+    format_params = {"exclude": ("torch",)}
     summary = "magnitude pruning (unstructured / channel / 2:4), then fine-tuning"
     positional = ("sparsity",)
 
@@ -44,6 +46,7 @@ class Prune(Recipe):
     pattern: str = "unstructured"
     finetune: int = -1
     schedule: str = "auto"
+    exclude: tuple[str, ...] = ()
 
     def validate(self) -> None:
         check_range(self.name, "sparsity", self.sparsity, 0.0, 1.0, hi_open=True)

@@ -24,7 +24,7 @@ class OrtModel(ThreadedRuntime, ModelHandle):
 
     def __init__(self, model: bytes, source: ModelHandle | None = None, *, level: str = "all",
                  precision: str = "fp32", notes: tuple[str, ...] = (), fused: bool = True,
-                 example_input: Any = None):
+                 example_input: Any = None, layer_map: Any = None):
         self.payload, self.source, self.level = model, source, level
         self.precision, self.notes, self.fused = precision, notes, fused
         self.framework = source.framework if source is not None else "onnx"
@@ -32,6 +32,27 @@ class OrtModel(ThreadedRuntime, ModelHandle):
         self.engine = f"onnxruntime {ort.__version__} (CPU, graph level {level})"
         self._threads: int | None = None
         self._sessions: dict[int | None, ort.InferenceSession] = {}
+        self._layer_map = layer_map
+
+    @property
+    def layer_map(self) -> Any:
+        """Node and tensor names → the torch modules they came from (see layers.py); taken from the graph before
+        quantization, whose nodes carry the exporter's scopes."""
+        if self._layer_map is None:
+            from .layers import layer_map
+
+            self._layer_map = layer_map(self.payload)
+        return self._layer_map
+
+    def layer_trace(self, batch: Any) -> Any:
+        from .layers import layer_trace
+
+        return layer_trace(self, batch)
+
+    def layer_times(self, batch: Any, threads: int | None = None, **kwargs: Any) -> Any:
+        from .layers import layer_times
+
+        return layer_times(self, batch, threads, **kwargs)
 
     def __getstate__(self) -> dict:
         """ONNX Runtime sessions do not pickle: a worker makes its own."""

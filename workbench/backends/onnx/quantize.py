@@ -10,10 +10,24 @@ from pathlib import Path
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.quantization import Int8Dynamic, Int8Static
+from ...recipes.layers import excluded_layers
 from .handle import OrtModel
+from .layers import nodes_in
 
 
-def _quantized(handle: OrtModel, run, spec: str, notes: tuple[str, ...]) -> OrtModel:
+def _exclusion(recipe: Int8Dynamic | Int8Static, handle: OrtModel) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
+    """(nodes_to_exclude, the layers quantized, a note) for the recipe's exclude= globs over layer names."""
+    mapping = handle.layer_map
+    candidates = [layer for layer in mapping.order if layer in mapping.quantizable]
+    if not recipe.exclude:
+        return [], tuple(candidates), ()
+    skip = excluded_layers(recipe.to_spec(), recipe.exclude, candidates)
+    nodes = nodes_in(skip, mapping)
+    kept = tuple(layer for layer in candidates if layer not in skip)
+    return nodes, kept, (f"{recipe.to_spec()}: kept in fp32 by exclude=: {', '.join(c for c in candidates if c in skip)}",)
+
+
+def _quantized(handle: OrtModel, run, spec: str, notes: tuple[str, ...], changed: tuple[str, ...] = ()) -> OrtModel:
     with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
         src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
         Path(src).write_bytes(handle.payload)
@@ -26,7 +40,9 @@ def _quantized(handle: OrtModel, run, spec: str, notes: tuple[str, ...]) -> OrtM
         finally:
             logging.disable(logging.NOTSET)
         model = Path(dst).read_bytes()
-    return OrtModel(model, handle.source, level=handle.level, precision="int8", notes=handle.notes + notes)
+    new = OrtModel(model, handle.source, level=handle.level, precision="int8" if changed else handle.precision,
+                   notes=handle.notes + notes, layer_map=handle.layer_map)
+    return new.evolve(changed_layers=changed)
 
 
 @register_handler(Int8Dynamic, "onnx")
@@ -42,14 +58,15 @@ def ort_int8_dynamic(recipe: Int8Dynamic, handle: OrtModel, context: ApplyContex
     why = ("7-bit weights (reduce_range): this x86 CPU has no VNNI, where u8s8 products can saturate"
            if reduce_range else "8-bit weights (u8s8; VNNI present)" if profile.has_vnni else "8-bit weights (u8s8)")
     per_channel = recipe.per_channel is not False  # auto: per channel (per tensor loses much more fidelity)
+    excluded, changed, note = _exclusion(recipe, handle)
 
     def run(src: str, dst: str) -> None:
         quantize_dynamic(src, dst, per_channel=per_channel, reduce_range=reduce_range,
-                         weight_type=QuantType.QInt8,
+                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
     return _quantized(handle, run, spec, (f"{spec}: ONNX Runtime dynamic int8, {why}, "
-                                          f"per-{'channel' if per_channel else 'tensor'}",))
+                                          f"per-{'channel' if per_channel else 'tensor'}",) + note, changed)
 
 
 @register_handler(Int8Static, "onnx")
@@ -78,13 +95,17 @@ def ort_int8_static(recipe: Int8Static, handle: OrtModel, context: ApplyContext)
             return next(self.items, None)
 
     profile = context.device or device(measure=False)
+    excluded, changed, note = _exclusion(recipe, handle)
+    if recipe.exclude and not changed:  # every layer kept: nothing in between is quantized either
+        excluded = [node for node in handle.layer_map.scopes]
 
     def run(src: str, dst: str) -> None:
         quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel is not False,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                         reduce_range=profile.int8_reduce_range, calibrate_method=CalibrationMethod.MinMax)
 
     return _quantized(handle, run, spec, (f"{spec}: ONNX Runtime static int8, QDQ, MinMax over {len(samples)} sample(s), "
-                                          f"{'7-bit weights (no VNNI)' if profile.int8_reduce_range else '8-bit'}",))
+                                          f"{'7-bit weights (no VNNI)' if profile.int8_reduce_range else '8-bit'}",) + note,
+                      changed)
 
 

@@ -137,6 +137,16 @@ class TorchModel(ModelHandle):
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
+    def layer_trace(self, batch: Any) -> Any:
+        from .layers import layer_trace
+
+        return layer_trace(self, batch)
+
+    def layer_times(self, batch: Any, threads: int | None = None, **kwargs: Any) -> Any:
+        from .layers import layer_times
+
+        return layer_times(self, batch, threads, **kwargs)
+
     # -- describing ------------------------------------------------------------------------------
     def serialize(self) -> bytes:
         if self.artifact is not None:

@@ -13,6 +13,7 @@ from torch import nn
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.quantization import Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly, Qat
+from ...recipes.layers import excluded_layers
 from .handle import TorchModel
 
 DYNAMIC_TARGETS = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -53,6 +54,16 @@ def quantized_engine(engine: str) -> Iterator[None]:
         torch.backends.quantized.engine = previous
 
 
+#: modules that compute nothing at inference: not layers in the per-layer view, nor things to exclude
+PASS_THROUGH = (nn.Dropout, nn.Identity)
+
+
+def leaf_layers(module: nn.Module) -> list[str]:
+    """Names of the modules that compute (no children, not a pass-through), in definition order."""
+    return [name for name, m in module.named_modules()
+            if name and not any(True for _ in m.children()) and not isinstance(m, PASS_THROUGH)]
+
+
 def layer_census(module: nn.Module, kinds: tuple[type, ...]) -> dict[str, list[str]]:
     """Names of the layers of each type in `kinds` (for messages that name the model part)."""
     census: dict[str, list[str]] = {}
@@ -75,18 +86,24 @@ def int8_dynamic(recipe: Int8Dynamic, handle: TorchModel, context: ApplyContext)
     engine = resolve_engine(recipe.engine, context, spec)
     qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if recipe.per_channel is True
                else torch.ao.quantization.default_dynamic_qconfig)
+    names = [n for layers in targets.values() for n in layers]
+    skip = excluded_layers(spec, recipe.exclude, names) if recipe.exclude else set()
+    chosen = tuple(n for n in names if n not in skip)
     with quantized_engine(engine):
         quantized = torch.ao.quantization.quantize_dynamic(
-            handle.payload, {t: qconfig for t in DYNAMIC_TARGETS}, dtype=torch.qint8, inplace=False)
+            handle.payload, {n: qconfig for n in chosen}, dtype=torch.qint8, inplace=False)
     notes = list(handle.notes)
-    n_quantized = sum(len(v) for v in targets.values())
+    n_quantized = len(chosen)
+    if skip:
+        notes.append(f"{spec}: kept in fp32 by exclude=: {', '.join(n for n in names if n in skip)}")
     others = layer_census(handle.payload, tuple(t for t in WEIGHT_LAYERS if t not in DYNAMIC_TARGETS))
     if others:
         rest = ", ".join(f"{len(v)} {k}" for k, v in others.items())
         notes.append(f"{spec}: quantized {n_quantized} Linear/RNN layer(s); {rest} stay fp32 (int8-static covers them)")
     notes.append(f"{spec}: engine {engine}, activations quantized per batch with reduce_range (7-bit), "
                  f"weights per-{'channel' if recipe.per_channel is True else 'tensor'}")
-    return handle.evolve(payload=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle), notes=tuple(notes))
+    return handle.evolve(payload=quantized, precision="int8" if chosen else handle.precision, engine=engine,
+                         flops_module=_float_graph(handle), notes=tuple(notes), changed_layers=chosen)
 
 
 # -- static, weight-only and quantization-aware ---------------------------------------------------------
@@ -152,10 +169,17 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
     engine = resolve_engine(recipe.engine, context, spec)
     profile = context.device or device(measure=False)
     reduce_range = profile.int8_reduce_range and engine != "qnnpack"
+    mapping = static_qconfig_mapping(engine, reduce_range)
+    leaves = leaf_layers(handle.payload)
+    skip = excluded_layers(spec, recipe.exclude, leaves) if recipe.exclude else set()
+    for name in skip:
+        mapping.set_module_name(name, None)
+    if skip and skip >= set(leaves):
+        mapping.set_global(None)  # every layer kept: nothing between them is quantized either
+    weighted = [n for n, m in handle.payload.named_modules() if isinstance(m, WEIGHT_LAYERS) and n not in skip]
     with quantized_engine(engine):
         try:
-            prepared = prepare_fx(copy.deepcopy(handle.payload).eval(),
-                                  static_qconfig_mapping(engine, reduce_range), _example(handle))
+            prepared = prepare_fx(copy.deepcopy(handle.payload).eval(), mapping, _example(handle))
         except Exception as exc:
             raise _trace_failure(spec, exc) from None
         samples = context.task.calibration(recipe.calibration)
@@ -167,8 +191,10 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
         f"{spec}: engine {engine}, per-channel int8 weights, activations "
         f"{'7-bit (reduce_range: no VNNI on this CPU)' if reduce_range else '8-bit'}, "
         f"calibrated on {len(samples)} sample(s); Conv-BN-ReLU fused",)
-    return handle.evolve(payload=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
-                         fused=True, notes=notes)
+    if skip:
+        notes += (f"{spec}: kept in fp32 by exclude=: {', '.join(n for n in leaves if n in skip)}",)
+    return handle.evolve(payload=quantized, precision="int8" if weighted else handle.precision, engine=engine,
+                         flops_module=_float_graph(handle), fused=True, notes=notes, changed_layers=tuple(weighted))
 
 
 @register_handler(Int8WeightOnly, "torch")

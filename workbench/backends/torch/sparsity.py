@@ -10,6 +10,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
+from ...recipes.layers import excluded_layers
 from ...recipes.sparsity import Prune, SparseKernels
 from .handle import TorchModel
 from .training import finetune
@@ -19,9 +20,14 @@ PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 FINETUNE_LR = {"unstructured": 1e-3, "2:4": 1e-3, "channel": 2e-3}
 
 
-def _targets(module: nn.Module) -> list[tuple[nn.Module, str]]:
-    return [(m, "weight") for m in module.modules()
-            if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), nn.Parameter)]
+def _targets(module: nn.Module, recipe: Prune | None = None) -> list[tuple[nn.Module, str]]:
+    """The Conv/Linear weights to prune: all of them, less the layers `recipe.exclude` names."""
+    named = [(name, m) for name, m in module.named_modules()
+             if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), nn.Parameter)]
+    if recipe is not None and recipe.exclude:
+        skip = excluded_layers(recipe.to_spec(), recipe.exclude, [name for name, _ in named])
+        named = [(name, m) for name, m in named if name not in skip]
+    return [(m, "weight") for _, m in named]
 
 
 def two_four_mask(weight: torch.Tensor) -> torch.Tensor:
@@ -47,8 +53,9 @@ def _prune_channels(recipe: Prune, handle: TorchModel, module: nn.Module, spec: 
 
     example = handle.prepare(handle.example_input)
     try:
+        kept = [m for m in module.modules() if isinstance(m, PRUNABLE) and not any(m is t for t, _ in _targets(module, recipe))]
         pruner = tp.pruner.BasePruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                      pruning_ratio=recipe.sparsity, ignored_layers=_output_layers(module, handle))
+                                      pruning_ratio=recipe.sparsity, ignored_layers=_output_layers(module, handle) + kept)
         pruner.step()
     except Exception as exc:
         raise UnsupportedError(spec, f"the channel dependencies of this model cannot be traced "
@@ -83,10 +90,13 @@ def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchMode
         raise UnsupportedError(spec, f"a polynomial schedule grows unstructured sparsity; pattern={recipe.pattern} is "
                                      "pruned at once: use schedule=constant or auto")
     module = copy.deepcopy(handle.payload)
-    targets = _targets(module)
+    targets = _targets(module, recipe)
     if not targets:
+        if recipe.exclude and _targets(module):
+            raise UnsupportedError(spec, "exclude= leaves no Conv/Linear layer to prune")
         raise UnsupportedError(spec, "the model has no float Conv/Linear weights to prune "
                                      "(put prune before any quantization or compilation step)")
+    changed = tuple(name for name, m in module.named_modules() if any(m is t for t, _ in targets))
     notes = list(handle.notes)
     epochs = recipe.finetune_epochs
     gradual = recipe.pattern == "unstructured" and epochs >= POLY_STAGES and context.task is not None and (
@@ -130,7 +140,10 @@ def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchMode
     for layer, name in targets:
         if torch_prune.is_pruned(layer) and hasattr(layer, f"{name}_mask"):
             torch_prune.remove(layer, name)  # make the zeros permanent: plain weights, no masks or hooks
-    return handle.evolve(payload=module.eval(), notes=tuple(notes))
+    if recipe.exclude:
+        notes.append(f"{spec}: {len(changed)} layer(s) pruned; left dense by exclude=: "
+                     f"{', '.join(n for n, m in handle.payload.named_modules() if isinstance(m, PRUNABLE) and n not in changed)}")
+    return handle.evolve(payload=module.eval(), notes=tuple(notes), changed_layers=changed)
 
 
 @register_handler(SparseKernels, "torch")
