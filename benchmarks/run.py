@@ -15,11 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workbench as wb  # noqa: E402
-from benchmarks import app, foundation, minilm, overhead, panel, recipes, tf_suite  # noqa: E402
+from benchmarks import app, foundation, layers, minilm, overhead, panel, recipes, tf_suite  # noqa: E402
 from benchmarks.harness import format_table  # noqa: E402
 from workbench.profiling import TimingConfig  # noqa: E402
 
-SUITES = {"app": app.run, "foundation": foundation.run, "minilm": minilm.run, "overhead": overhead.run, "panel": panel.run,
+SUITES = {"app": app.run, "foundation": foundation.run, "layers": layers.run, "minilm": minilm.run, "overhead": overhead.run, "panel": panel.run,
           "recipes": recipes.run, "tensorflow": tf_suite.run}
 
 

@@ -206,3 +206,34 @@ def test_a_keras_model_in_the_panel_offers_tflite_and_xla_and_says_what_is_torch
     assert panel.shown["status"] == "ok" and panel.shown["metric_delta"] >= -0.01
     with pytest.raises(wb.UnsupportedError, match="bf16"):
         panel.set(precision="bf16")
+
+
+def test_keep_in_fp32_composes_exclude_and_resets_with_another_model():
+    state = PanelState(precision="int8-static", keep_fp32=("0", "12"))
+    assert state.spec == "int8-static(exclude=['0', '12'])"
+    assert PanelState(precision="fp16", keep_fp32=("0",)).spec == "fp16"  # no exclude= to give
+
+
+def test_the_layers_view_explains_the_shown_trial_and_its_boxes_measure_exclude(model):
+    model.set(precision="int8-dynamic", runtime="onnxruntime")
+    assert model.layer_choices() == ["0", "3", "7", "12"]
+    view = model.layers()
+    assert view.pipeline == "to-onnx + int8-dynamic" and "int8" in view.explanation
+    model.keep(["3"])
+    assert model.shown["pipeline"] == "to-onnx + int8-dynamic(exclude='3')"
+    assert model.shown["status"] == "ok" and "kept in fp32 by exclude=: 3" in model.shown["notes"]
+    model.set(precision="int8-static")
+    assert model.state.keep_fp32 == () and model.shown["pipeline"] == "to-onnx + int8-static"
+
+
+def test_the_panel_shows_keep_boxes_and_the_explanation(panel_study, tmp_path):
+    from widgets import TradeoffPanel
+
+    panel = TradeoffPanel(panel_study, export_dir=tmp_path, background=False)
+    panel.precision.value = "int8-dynamic"
+    assert [box.description for box in panel.keep_boxes.children] == ["12"]
+    panel._explain()
+    assert "stayed fp32" in panel.layers_text.value
+    panel.keep_boxes.children[0].value = True
+    assert panel.model.shown["pipeline"] == "int8-dynamic(exclude='12')"
+    assert panel.model.shown["precision"] == "fp32"

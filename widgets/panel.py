@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
+import threading
 from pathlib import Path
 
 import ipywidgets as W
@@ -21,6 +22,8 @@ HELP = {
                 "pruning (which removes whole filters) or 2:4 on sparse GPUs makes it faster.",
     "fusion": "Graph-level speed-ups: fuse layers, TorchScript, or compile the model to optimized kernels.",
     "runtime": "Which engine runs the model.",
+    "layers": "Why a configuration is slower or less accurate: each layer's time in the baseline and here (the "
+              "kernel that ran), the error each layer adds, and boxes to keep layers in fp32.",
 }
 
 
@@ -76,6 +79,19 @@ class TradeoffPanel(W.VBox):
         self.downloads = W.HTML()
         self.pins = W.HTML()
         self.chart = self._chart_widget()
+        self.layers_button = W.Button(description="explain (layers)",
+                                      tooltip="time and error per layer for the configuration shown")
+        self.layers_text = W.HTML()
+        self.layers_chart = W.HTML()
+        self.keep_boxes = W.VBox()
+        self._boxes_for: tuple = ()
+        self._syncing = False
+        self.layers_button.on_click(lambda _: threading.Thread(target=self._explain, daemon=True).start())
+        self.layers = W.Accordion(children=[W.VBox([
+            self.layers_button, self.layers_text, self.layers_chart,
+            W.HTML("<b>keep in fp32</b> (the int8 recipe's <code>exclude=</code>; measured like any toggle)"),
+            self.keep_boxes])])
+        self.layers.set_title(0, "layers: why is it slower, where did the accuracy go")
         for widget, control in ((self.precision, "precision"), (self.sparsity, "sparsity"),
                                 (self.pattern, "pattern"), (self.fusion, "fusion"), (self.runtime, "runtime")):
             widget.observe(lambda change, c=control: self._changed(c, change["new"]), names="value")
@@ -87,7 +103,8 @@ class TradeoffPanel(W.VBox):
             W.HTML(f"<h3>{html.escape(study.task.describe())}</h3>"),
             self.precision, W.HBox([self.sparsity, self.pattern]), self.fusion, self.runtime, self.unavailable,
             self.status, W.HBox([self.numbers, self.chart]),
-            W.HBox([self.pin_button, self.csv_button, self.model_button]), self.pins, self.downloads, self.help,
+            W.HBox([self.pin_button, self.csv_button, self.model_button]), self.pins, self.downloads, self.layers,
+            self.help,
         ])
         self.refresh()
 
@@ -120,11 +137,51 @@ class TradeoffPanel(W.VBox):
         self.downloads.value = (f"saved {html.escape(str(path))} — <a download='{html.escape(path.name)}' "
                                 f"href='data:application/octet-stream;base64,{data}'>download {path.name}</a>")
 
+    def _explain(self) -> None:
+        self.layers_text.value = "<i>timing every layer…</i>"
+        try:
+            view = self.model.layers()
+        except wb.WorkbenchError as exc:
+            self.layers_text.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            return
+        if view is None:
+            self.layers_text.value = "<i>choose a configuration that ran first</i>"
+            return
+        self.layers_text.value = f"<p>{html.escape(view.explanation)}</p>"
+        try:
+            self.layers_chart.value = view.chart().to_html(inline=True)
+        except Exception as exc:  # no vl-convert for inline JavaScript: the table still says it all
+            self.layers_chart.value = f"<small>chart unavailable ({html.escape(type(exc).__name__)})</small>"
+
+    def _keep_changed(self) -> None:
+        if self._syncing:
+            return
+        self.model.keep([box.description for box in self.keep_boxes.children if box.value])
+
+    def _sync_keep_boxes(self) -> None:
+        """One checkbox per layer the int8 recipe quantizes, ticked for those kept in fp32."""
+        choices = tuple(self.model.layer_choices())
+        kept = set(self.model.state.keep_fp32)
+        self._syncing = True
+        try:
+            if choices == self._boxes_for:
+                for box in self.keep_boxes.children:
+                    box.value = box.description in kept
+                return
+            self._boxes_for = choices
+            boxes = [W.Checkbox(value=name in kept, description=name, indent=False) for name in choices]
+            for box in boxes:
+                box.observe(lambda _: self._keep_changed(), names="value")
+            self.keep_boxes.children = boxes
+        finally:
+            self._syncing = False
+
     def refresh(self) -> None:
         m = self.model
         self.status.value = _status_html(m, "measuring")
         self.numbers.value = _numbers_html(m)
         self.pins.value = ("pinned: " + ", ".join(f"<code>{html.escape(p)}</code>" for p in m.pinned)) if m.pinned else ""
+        self._sync_keep_boxes()
         chart = m.chart()
         if hasattr(self.chart, "chart"):
             self.chart.chart = chart

@@ -24,6 +24,8 @@ RECIPE_OF = {
     "fusion": {"none": None, "fuse": "fuse", "torchscript": "torchscript", "compile": "compile", "xla": "xla"},
     "runtime": {"eager": None, "onnxruntime": "to-onnx", "tflite": "tflite"},
 }
+#: the precision choices whose recipe takes exclude= (the layers view's keep-in-fp32 boxes)
+EXCLUDABLE = ("int8-dynamic", "int8-static")
 CHOICES = {"precision": PRECISIONS, "pattern": PATTERNS, "fusion": FUSIONS, "runtime": RUNTIMES}
 
 
@@ -37,6 +39,7 @@ class PanelState:
     fusion: str = "none"
     runtime: str = "eager"
     framework: str = "torch"  # of the model: decides which recipes the choices become
+    keep_fp32: tuple[str, ...] = ()  # layers the int8 recipe leaves in float (its exclude=)
 
     def __post_init__(self) -> None:
         for name, choices in CHOICES.items():
@@ -53,7 +56,10 @@ class PanelState:
         if self.sparsity > 0:
             sparsity = 0.5 if self.pattern == "2:4" else round(self.sparsity, 2)
             steps.append(f"prune({sparsity}{'' if self.pattern == 'unstructured' else f', pattern={self.pattern}'})")
-        steps += [RECIPE_OF[control][getattr(self, control)] for control in ("fusion", "precision", "runtime")]
+        precision = RECIPE_OF["precision"][self.precision]
+        if self.keep_fp32 and precision in EXCLUDABLE:
+            precision = f"{precision}(exclude=[{', '.join(repr(name) for name in self.keep_fp32)}])"
+        steps += [RECIPE_OF["fusion"][self.fusion], precision, RECIPE_OF["runtime"][self.runtime]]
         if self.framework == "keras" and RECIPE_OF["precision"][self.precision] not in (None, "qat"):
             steps = [s for s in steps if s != "tflite"]  # the quantizing converter already is TFLite
         return wb.recipes.compose(s for s in steps if s).spec
@@ -117,6 +123,9 @@ class TrialModel:
     # -- the verbs the view calls ----------------------------------------------------------------
     def set(self, **changes: Any) -> None:
         self.check(changes)
+        if hasattr(self.state, "keep_fp32") and "keep_fp32" not in changes and (
+                {"precision", "runtime", "fusion"} & set(changes)):
+            changes["keep_fp32"] = ()  # another model: its layers are chosen afresh
         self.state = dataclasses.replace(self.state, **changes)
         self.request()
 
@@ -242,6 +251,28 @@ class TradeoffModel(TrialModel):
 
     def comparison(self) -> list[dict]:
         return self.compare(self.QUANTITIES)
+
+    # -- the layers view ---------------------------------------------------------------------------
+    def full_spec(self) -> str:
+        """The current pipeline without keep-in-fp32 choices: whose changed layers the boxes offer."""
+        return self.canonical(dataclasses.replace(self.state, keep_fp32=()).spec)
+
+    def layer_choices(self) -> list[str]:
+        """The layers the current int8 recipe quantizes (one keep-in-fp32 box each), [] when there is none."""
+        if RECIPE_OF["precision"][self.state.precision] not in EXCLUDABLE or not self.study.is_measured(self.full_spec()):
+            return []
+        row = self.study.trial(self.full_spec())
+        return list(self.study.handle(self.full_spec()).changed_layers) if row["status"] == "ok" else []
+
+    def layers(self):
+        """The per-layer view of what is shown (Study.layers), or None when nothing measured is shown."""
+        if not self.shown or self.shown["status"] != "ok":
+            return None
+        return self.study.layers(self.shown["pipeline"])
+
+    def keep(self, layers: list[str]) -> None:
+        """Keep these layers in fp32 (the int8 recipe's exclude=), measured like any other toggle."""
+        self.set(keep_fp32=tuple(layers))
 
     def export_model(self, path: str | Path) -> Path:
         if not self.shown or self.shown["status"] != "ok":

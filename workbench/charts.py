@@ -7,6 +7,8 @@
     throughput_curve(curve)      samples/s over batch size (from Study.throughput)
     roofline(frame, device)      achieved GFLOP/s against the measured GEMM peak and bandwidth
     training_tradeoff(frame)     training step time × peak memory, colour = accuracy reached (TrainingStudy)
+    layer_view(view)             per layer: time in the baseline and the variant side by side, and the error
+                                 each layer adds (Study.layers)
 
     save(chart, "chart.html" | ".svg" | ".png")     inline HTML (no CDN), or images via vl-convert
     use_offline_renderer()                          notebooks / Voila: render without any CDN
@@ -183,6 +185,33 @@ def training_tradeoff(frame: pd.DataFrame, *, current: str | None = None):
     ring = alt.Chart(data).transform_filter(alt.datum.role == "current").mark_point(
         size=700, filled=False, strokeWidth=2, color="#d62728").encode(x="latency_ms_p50:Q", y="peak_mem_mb:Q")
     return alt.layer(points, labels, ring).properties(title="training: step time vs memory", width=520, height=320)
+
+
+def layer_view(view: Any, *, top: int = 20):
+    """Time per layer (baseline and variant, side by side) next to the error each layer adds, for the `top`
+    layers that take the most time or add the most error, in the order they run."""
+    alt = _alt()
+    frame = view.frame.copy()
+    frame["order"] = range(len(frame))
+    weight = frame[["ms", "baseline_ms"]].abs().max(axis=1) / max(view.latency_ms, 1e-9) + frame["error_share"].fillna(0)
+    keep = frame.loc[weight.sort_values(ascending=False).index[:top]].sort_values("order")
+    times = keep.melt(id_vars=["layer", "op", "kernel", "baseline_kernel", "flags", "order"],
+                      value_vars=["baseline_ms", "ms"], var_name="model", value_name="time_ms")
+    times["model"] = times["model"].map({"baseline_ms": "baseline", "ms": view.pipeline})
+    order = list(keep["layer"])
+    time_chart = alt.Chart(times).mark_bar().encode(
+        y=alt.Y("layer:N", sort=order, title=None), yOffset=alt.YOffset("model:N"),
+        x=alt.X("time_ms:Q", title="time (ms, median)"), color=alt.Color("model:N", title=None),
+        tooltip=["layer", "model", "op", "kernel", "baseline_kernel", alt.Tooltip("time_ms:Q", format=".3g"), "flags"],
+    ).properties(title=f"where the time goes ({view.latency_ms:.3g} vs {view.baseline_latency_ms:.3g} ms)", width=320)
+    errors = keep.dropna(subset=["error_share"])
+    error_chart = alt.Chart(errors).mark_bar(color="#d62728").encode(
+        y=alt.Y("layer:N", sort=order, title=None, axis=alt.Axis(labels=False)),
+        x=alt.X("error_share:Q", title="share of the output error added", axis=alt.Axis(format="%")),
+        tooltip=["layer", "op", alt.Tooltip("sqnr_db:Q", format=".1f", title="SQNR (dB)"),
+                 alt.Tooltip("cosine:Q", format=".5f"), alt.Tooltip("max_abs:Q", format=".3g"), "flags"],
+    ).properties(title="where the error comes from", width=200)
+    return alt.hconcat(time_chart, error_chart).resolve_scale(y="shared")
 
 
 def save(chart: Any, path: str | os.PathLike) -> Path:

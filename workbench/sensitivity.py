@@ -2,6 +2,7 @@
 
     study.sensitivity("to-onnx + int8-dynamic")                    # each layer kept in fp32 alone
     study.sensitivity("int8-dynamic", mode="only")                 # the recipe on one layer alone
+    study.recover("to-onnx + int8-dynamic", share=0.5)             # the fewest layers kept in fp32 to win back half
 
 Every probe is an ordinary pipeline — the recipe with `exclude=` — so it is measured, cached, stored and run on
 the study's executor like any trial (content-addressed: a second call costs nothing). The layers probed are the
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
     from .study import Study
 
 MODES = ("exclude", "only")
+UNITS = ("layer", "block")
+
+
+def block_of(layer: str) -> str:
+    """The repeated block a layer is in: its name up to the first numeric part (`encoder.layer.3.attention.self.query`
+    → `encoder.layer.3`; a Sequential's `3` → `3`); a layer outside any numbered block is its own block."""
+    parts = layer.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[:i + 1])
+    return layer
 
 
 def _probed_step(pipeline: Pipeline) -> int:
@@ -36,10 +48,14 @@ def _probed_step(pipeline: Pipeline) -> int:
                          f"this one has {names}")
 
 
-def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str] | None = None) -> list[tuple[str, Pipeline]]:
-    """(layer, probe pipeline) pairs for `pipeline`, without measuring anything but the full pipeline's model."""
+def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str] | None = None,
+         by: str = "layer") -> list[tuple[str, Pipeline]]:
+    """(layer or block, probe pipeline) pairs for `pipeline`, without measuring anything but the full pipeline's
+    model. by="block" probes each repeated block (a transformer layer) as one unit."""
     if mode not in MODES:
         raise ParameterError("sensitivity", "mode", mode, f"one of {', '.join(MODES)}")
+    if by not in UNITS:
+        raise ParameterError("sensitivity", "by", by, f"one of {', '.join(UNITS)}")
     pipeline = study._pipeline(pipeline)
     index = _probed_step(pipeline)
     step = pipeline.steps[index]
@@ -52,9 +68,12 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
             raise ParameterError("sensitivity", "layers", unknown[0], f"one of the layers {pipeline.spec} changes: "
                                                                        f"{', '.join(changed)}")
         changed = list(layers)
+    everything = study.handle(pipeline).changed_layers
+    units = list(dict.fromkeys(block_of(n) for n in changed)) if by == "block" else changed
     probes = []
-    for name in changed:
-        keep = (name,) if mode == "exclude" else tuple(n for n in study.handle(pipeline).changed_layers if n != name)
+    for name in units:
+        inside = [n for n in everything if n == name or n.startswith(name + ".")]
+        keep = (name,) if mode == "exclude" else tuple(n for n in everything if n not in inside)
         probe = dataclasses.replace(step, exclude=tuple(step.exclude) + keep)
         probes.append((name, Pipeline(pipeline.steps[:index] + (probe,) + pipeline.steps[index + 1:])))
     return probes
@@ -66,9 +85,9 @@ def estimate_seconds(study: Study, pipeline: Any, n: int) -> float:
 
 
 def sensitivity(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str] | None = None,
-                quality: str = "fidelity_cosine", progress: bool = True) -> pd.DataFrame:
+                by: str = "layer", quality: str = "fidelity_cosine", progress: bool = True) -> pd.DataFrame:
     pipeline = study._pipeline(pipeline)
-    probes = plan(study, pipeline, mode=mode, layers=layers)
+    probes = plan(study, pipeline, mode=mode, layers=layers, by=by)
     full = study.record(pipeline).row
     base = study.record(Pipeline(())).row
     if progress:
@@ -91,5 +110,38 @@ def sensitivity(study: Study, pipeline: Any, *, mode: str = "exclude", layers: l
     frame = pd.DataFrame(rows)
     key = "recovered" if mode == "exclude" else "caused"
     frame = frame.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
-    frame.attrs.update(pipeline=pipeline.spec, mode=mode, quality=quality, baseline=base[quality], full=full[quality])
+    frame.attrs.update(pipeline=pipeline.spec, mode=mode, by=by, quality=quality, baseline=base[quality], full=full[quality])
+    return frame
+
+
+def recover(study: Study, pipeline: Any, *, share: float = 0.5, by: str = "layer", quality: str = "fidelity_cosine",
+            ranking: pd.DataFrame | None = None, max_steps: int = 8, progress: bool = True) -> pd.DataFrame:
+    """Keep layers in fp32 in the order of the sensitivity ranking, one more at a time, until `share` of the
+    `quality` the full recipe lost is back (or `max_steps` layers are kept). Each step is a trial; rows: the
+    layers kept so far, the pipeline, its quality, the share recovered and its latency. The last row is the
+    answer (`.attrs["reached"]` says whether it reached the share)."""
+    if not 0 < share <= 1:
+        raise ParameterError("recover", "share", share, "a number in (0, 1]")
+    pipeline = study._pipeline(pipeline)
+    ranking = ranking if ranking is not None else sensitivity(study, pipeline, by=by, quality=quality,
+                                                              progress=progress)
+    index = _probed_step(pipeline)
+    step = pipeline.steps[index]
+    full, base = study.record(pipeline).row[quality], study.record(Pipeline(())).row[quality]
+    lost = base - full
+    rows, kept = [], []
+    for layer in list(ranking["layer"])[:max_steps]:
+        kept.append(layer)
+        probe = dataclasses.replace(step, exclude=tuple(step.exclude) + tuple(kept))
+        candidate = Pipeline(pipeline.steps[:index] + (probe,) + pipeline.steps[index + 1:])
+        row = study.trial(candidate)
+        recovered = (row[quality] - full) / lost if lost > 0 and row["status"] == "ok" else np.nan
+        rows.append({"kept_fp32": len(kept), "layers": ", ".join(kept), "pipeline": candidate.spec,
+                     "status": row["status"], quality: row[quality], "recovered": recovered,
+                     "latency_ms_p50": row["latency_ms_p50"], "size_bytes": row["size_bytes"]})
+        if recovered >= share:
+            break
+    frame = pd.DataFrame(rows)
+    frame.attrs.update(pipeline=pipeline.spec, share=share, reached=bool(len(frame) and frame["recovered"].iloc[-1] >= share),
+                       full=full, baseline=base, quality=quality)
     return frame

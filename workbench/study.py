@@ -224,7 +224,8 @@ class Study(Orchestrator):
         pipeline = self._pipeline(pipeline)
         if pipeline.spec in self._views:
             return self._views[pipeline.spec]
-        record, base = self.record(pipeline), self.record(Pipeline(()))
+        record = self.record(pipeline)
+        self.record(Pipeline(()))  # the baseline first: every view is relative to it
         if record.status != "ok":
             raise UnsupportedError(pipeline.spec, f"its trial is {record.status} ({record.row.get('error')}): "
                                                   "there is no model to look inside")
@@ -237,19 +238,29 @@ class Study(Orchestrator):
                 base_times = baseline.layer_times(timed, self.threads)
             with handle.session(self.threads):
                 times = handle.layer_times(timed, self.threads)
-        view = build(pipeline.spec, *traces, base_times, times, int8=handle.precision == "int8",
+        view = build(pipeline.spec, *traces, base_times, times, int8=handle.precision.startswith("int8"),
                      changed=handle.changed_layers, notes=handle.notes)
         self._views[pipeline.spec] = view
         return view
 
     def sensitivity(self, pipeline: Any, *, mode: str = "exclude", layers: list[str] | None = None,
-                    quality: str = "fidelity_cosine", progress: bool = True) -> Any:
+                    by: str = "layer", quality: str = "fidelity_cosine", progress: bool = True) -> Any:
         """Rank the layers a recipe changed by what each costs: `mode="exclude"` keeps one layer in float at a
         time (how much of the lost `quality` it recovers), `mode="only"` applies the recipe to one layer alone.
-        Each probe is a trial (cached, stored, run on the executor); the cost is printed before it starts."""
+        `by="block"` probes each repeated block (a transformer layer) as one. Each probe is a trial (cached,
+        stored, run on the executor); the cost is printed before it starts."""
         from .sensitivity import sensitivity
 
-        return sensitivity(self, pipeline, mode=mode, layers=layers, quality=quality, progress=progress)
+        return sensitivity(self, pipeline, mode=mode, layers=layers, by=by, quality=quality, progress=progress)
+
+    def recover(self, pipeline: Any, *, share: float = 0.5, by: str = "layer", quality: str = "fidelity_cosine",
+                ranking: Any = None, max_steps: int = 8, progress: bool = True) -> Any:
+        """The fewest layers (in the sensitivity ranking's order) kept in fp32 that win back `share` of the
+        `quality` the pipeline lost; one trial per step (see `sensitivity.recover`)."""
+        from .sensitivity import recover
+
+        return recover(self, pipeline, share=share, by=by, quality=quality, ranking=ranking, max_steps=max_steps,
+                       progress=progress)
 
     def throughput(self, pipelines: str | Iterable[Any] = "baseline",
                    batch_sizes: Iterable[int] = (1, 8, 32, 128)) -> Any:

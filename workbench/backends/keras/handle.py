@@ -117,6 +117,16 @@ class KerasModel(ModelHandle):
     def session(self, threads: int | None = None) -> Iterator[None]:
         yield  # TensorFlow's thread pools are per process (see _tf._pin_threads); `engine` records them
 
+    def layer_trace(self, batch: Any) -> Any:
+        from .layers import keras_trace
+
+        return keras_trace(self, batch)
+
+    def layer_times(self, batch: Any, threads: int | None = None, **kwargs: Any) -> Any:
+        from .layers import keras_times
+
+        return keras_times(self, batch, threads, **kwargs)
+
     def __getstate__(self) -> dict:
         """The traced tf.function does not pickle: a worker traces its own."""
         return {**self.__dict__, "_fn": None}

@@ -150,6 +150,16 @@ class LiteModel(ThreadedRuntime, ModelHandle):
     def serialize(self) -> bytes:
         return self.payload
 
+    def layer_trace(self, batch: Any) -> Any:
+        from .layers import lite_trace
+
+        return lite_trace(self, batch)
+
+    def layer_times(self, batch: Any, threads: int | None = None, **kwargs: Any) -> Any:
+        from .layers import lite_times
+
+        return lite_times(self, batch, threads, **kwargs)
+
     def weight_stats(self) -> WeightStats:
         """Float and int8 constant tensors of more than one value (int32 biases and shapes left out)."""
         return WeightStats.from_arrays(

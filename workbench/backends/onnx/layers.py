@@ -96,8 +96,10 @@ def _scope_list(text: str) -> list[str]:
 
 
 def nodes_in(layers: set[str], mapping: LayerMap) -> list[str]:
-    """The nodes inside any of `layers` (what ONNX Runtime's quantizers take as nodes_to_exclude)."""
-    return [node for node, path in mapping.scopes.items() if layers & set(path)]
+    """The nodes inside any of `layers` (what ONNX Runtime's quantizers take as nodes_to_exclude), with the
+    names the quantizer gives the MatMul it splits a Gemm into (`<gemm>_MatMul`)."""
+    nodes = [node for node, path in mapping.scopes.items() if layers & set(path)]
+    return nodes + [f"{node}_MatMul" for node in nodes]
 
 
 def _owner(name: str, mapping: LayerMap) -> str:
@@ -132,7 +134,7 @@ def layer_trace(handle: Any, batch: Any) -> LayerTrace:
         info = known.get(tensor)
         if tensor in present and info is not None and info.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
             wanted[layer] = tensor
-    for layer, tensor in wanted.items():
+    for tensor in wanted.values():
         if tensor not in graph_outputs:
             model.graph.output.append(known[tensor])
             graph_outputs.add(tensor)

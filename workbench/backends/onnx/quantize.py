@@ -9,21 +9,41 @@ from pathlib import Path
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.quantization import Int8Dynamic, Int8Static
 from ...recipes.layers import excluded_layers
+from ...recipes.quantization import Int8Dynamic, Int8Static
 from .handle import OrtModel
 from .layers import nodes_in
+
+
+def source_names(layers: list[str], source: object) -> dict[str, str]:
+    """ONNX layer → the name a user knows it by: the torch exporter puts a Conv that BatchNorm was folded into
+    in the BatchNorm's scope, so such a layer is named after the weight layer before it in the torch model."""
+    modules = dict(source.payload.named_modules()) if hasattr(getattr(source, "payload", None), "named_modules") else {}
+    order = list(modules)
+
+    def weighted(name: str) -> bool:
+        return any(p.dim() >= 2 for p in modules[name].parameters(recurse=False))
+
+    names = {}
+    for layer in layers:
+        if layer in modules and not weighted(layer):
+            before = [n for n in order[:order.index(layer)] if n and weighted(n)]
+            names[layer] = before[-1] if before else layer
+        else:
+            names[layer] = layer
+    return names
 
 
 def _exclusion(recipe: Int8Dynamic | Int8Static, handle: OrtModel) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
     """(nodes_to_exclude, the layers quantized, a note) for the recipe's exclude= globs over layer names."""
     mapping = handle.layer_map
-    candidates = [layer for layer in mapping.order if layer in mapping.quantizable]
+    known = source_names([layer for layer in mapping.order if layer in mapping.quantizable], handle.source)
+    candidates = list(known.values())
     if not recipe.exclude:
         return [], tuple(candidates), ()
     skip = excluded_layers(recipe.to_spec(), recipe.exclude, candidates)
-    nodes = nodes_in(skip, mapping)
-    kept = tuple(layer for layer in candidates if layer not in skip)
+    nodes = nodes_in({layer for layer, name in known.items() if name in skip}, mapping)
+    kept = tuple(name for name in candidates if name not in skip)
     return nodes, kept, (f"{recipe.to_spec()}: kept in fp32 by exclude=: {', '.join(c for c in candidates if c in skip)}",)
 
 

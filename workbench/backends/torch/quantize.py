@@ -12,8 +12,8 @@ from torch import nn
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.quantization import Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly, Qat
 from ...recipes.layers import excluded_layers
+from ...recipes.quantization import Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly, Qat
 from .handle import TorchModel
 
 DYNAMIC_TARGETS = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
