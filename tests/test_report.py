@@ -36,6 +36,8 @@ def test_two_parameter_sets_give_two_correct_reports(tmp_path):
         assert len(_images(text)) >= 3                       # trade-off, latency, size: embedded SVG
         assert not re.search(r'<script[^>]+src="https?://', text)  # nothing to fetch to see it
         assert "Conditions of measurement" in text and "Recommendations" in text and "The machine" in text
+    # the layer view of the best configuration: its explanation, chart and table (int8-static is the fastest here)
+    assert "Why: <code>int8-static</code>, layer by layer" in a and "of the time" in a and len(_images(a)) >= 4
     # the MLP has no BatchNorm: fold-bn is a row that says so, and the report still renders
     assert "unsupported" in b and "no BatchNorm" in b
 

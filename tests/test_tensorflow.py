@@ -360,3 +360,19 @@ def test_the_cli_runs_a_keras_study(tmp_path):
     frame = wb.Results.load(out).frame.set_index("pipeline")
     assert frame.loc["int8-static", "status"] == "ok" and frame.loc["tflite + edgetpu", "status"] == "unsupported"
     assert "cuInit" not in proc.stderr  # TensorFlow's start-up noise stays out of the user's terminal
+
+
+@pytest.mark.parametrize("spec", ["tflite", "int8-dynamic", "int8-static"])
+def test_tflite_per_layer_view_matches_keras_layers_and_adds_up(tf_study, spec):
+    view = tf_study.layers(spec)
+    frame = view.frame.set_index("layer")
+    convs = [name for name in frame.index if frame.loc[name, "op"].startswith("Conv2D")]
+    assert len(convs) == 4 and "dense" in frame.index
+    # each fused Conv-BN-ReLU op is matched to its Keras group (the heaviest op of a group with pooling may be the pool)
+    assert frame.loc[convs, "kernel"].isin(["CONV_2D", "MAX_POOL_2D", "MEAN"]).all()
+    assert frame.loc[convs, "flags"].str.contains("fused").all()
+    final = frame.loc["dense", "sqnr_db"]
+    assert (final > 100) if spec == "tflite" else (25 < final < 80)  # float rounding vs int8 noise
+    assert abs(1 - view.coverage) <= 0.15 and abs(1 - view.baseline_coverage) <= 0.15, view.frame
+    if spec == "int8-static":
+        assert "(quantize/dequantize)" in frame.index and (frame.loc[convs, "precision"] == "int8").all()
