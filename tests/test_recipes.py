@@ -40,7 +40,7 @@ def test_recipes_are_frozen_and_hashable():
         r.sparsity = 0.1  # type: ignore[misc]
     assert {Prune(0.5), Prune(sparsity=0.5)} == {Prune(0.5)}
     assert Prune(0.5).to_dict() == {"recipe": "prune", "sparsity": 0.5, "pattern": "unstructured", "finetune": -1,
-                                    "schedule": "auto"}
+                                    "schedule": "auto", "exclude": []}
 
 
 def test_unknown_recipe_lists_the_known_ones():

@@ -376,3 +376,17 @@ def test_tflite_per_layer_view_matches_keras_layers_and_adds_up(tf_study, spec):
     assert abs(1 - view.coverage) <= 0.15 and abs(1 - view.baseline_coverage) <= 0.15, view.frame
     if spec == "int8-static":
         assert "(quantize/dequantize)" in frame.index and (frame.loc[convs, "precision"] == "int8").all()
+
+
+def test_keras_int8_static_exclude_keeps_the_named_layers_float_through_the_tflite_debugger(tf_study):
+    spec = "int8-static(exclude=[dense, conv2d_3])"
+    row = tf_study.trial(spec)
+    assert row["status"] == "ok", row["error"]
+    assert "kept in float by exclude=: conv2d_3, dense" in row["notes"]
+    handle = tf_study.handle(spec)
+    assert "dense" not in handle.changed_layers and "conv2d" in handle.changed_layers
+    frame = tf_study.layers(spec).frame.set_index("layer")
+    assert frame.loc["dense", "precision"] == "fp32" and frame.loc["conv2d", "precision"] == "int8"
+    assert row["fidelity"] >= tf_study.trial("int8-static")["fidelity"] - 0.01
+    bad = tf_study.trial("int8-static(exclude=fc9)")
+    assert bad["status"] == "failed" and "conv2d, conv2d_1" in bad["error"]

@@ -56,13 +56,15 @@ class Int8Static(Recipe):
     torch: FX graph mode, Conv-BN-ReLU fused first. After `to-onnx`: ONNX Runtime's static quantization (QDQ,
     MinMax; `per_channel` weights, per-channel unless false). Keras: the full-integer TFLite conversion (the
     representative dataset), run in LiteRT; `io=int8` also makes the model's input and output int8.
-    `exclude` keeps the layers it names (globs) in float, e.g. `int8-static(exclude=[0, 12])`.
+    `exclude` keeps the layers it names (globs) in float, e.g. `int8-static(exclude=[0, 12])`; on Keras through
+    TFLite's quantization debugger (selective quantization: the layers' ops denylisted).
     """
 
     name = "int8-static"
     kind = "precision"
     formats = ("torch", "onnx", "keras")
-    format_params = {"engine": ("torch",), "per_channel": ("onnx",), "io": ("keras",), "exclude": ("torch", "onnx")}
+    format_params = {"engine": ("torch",), "per_channel": ("onnx",), "io": ("keras",),
+                     "exclude": ("torch", "onnx", "keras")}
     summary = "int8 weights and activations, calibrated on task data (torch FX; ONNX Runtime QDQ; TFLite full integer)"
 
     engine: str = "auto"

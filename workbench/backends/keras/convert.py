@@ -15,6 +15,7 @@ from ..._native import quiet_native_stderr
 from ..._optional import version_of
 from ...errors import DataError, UnsupportedError
 from ...recipes import ApplyContext, register_handler
+from ...recipes.layers import excluded_layers
 from ...recipes.precision import Fp16
 from ...recipes.quantization import Int8Dynamic, Int8Static
 from ...recipes.tensorflow import Tfjs, Tflite, Xla
@@ -86,12 +87,25 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
             converter.inference_output_type = tf.int8
     if qat:
         precision = "int8"
+    denied: list[str] = []
+    kept: list[str] = []
+    if isinstance(recipe, Int8Static) and recipe.exclude:
+        denied, kept = _denylist(recipe, handle, spec)
     try:
         with _quiet():
-            model = converter.convert()
+            if denied:  # selective quantization: TFLite's quantization debugger leaves the denylisted ops float
+                options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied,
+                                                                        fully_quantize=recipe.io == "int8")
+                debugger = tf.lite.experimental.QuantizationDebugger(
+                    converter=converter, debug_dataset=converter.representative_dataset, debug_options=options)
+                model = debugger.get_nondebug_quantized_model()
+            else:
+                model = converter.convert()
     except Exception as exc:
         raise UnsupportedError(spec, f"the TFLite converter failed ({type(exc).__name__}: {_first_line(exc)})") from None
     notes = list(handle.notes)
+    if denied:
+        notes.append(f"{spec}: kept in float by exclude=: {', '.join(kept)} ({len(denied)} TFLite op(s) denylisted)")
     if qat:
         notes.append(f"{spec}: the QAT model's learned ranges give int8 kernels")
     if recipe.name == "fp16":
@@ -100,7 +114,40 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
         notes.append(f"{spec}: on a Keras model this is TFLite's converter")
     notes.append(f"{spec}: accuracy and latency measured in the LiteRT interpreter")
     xnnpack = recipe.xnnpack if isinstance(recipe, Tflite) else True
-    return LiteModel(model, handle, precision=precision, xnnpack=xnnpack, notes=tuple(notes))
+    lite = LiteModel(model, handle, precision=precision, xnnpack=xnnpack, notes=tuple(notes))
+    if recipe.name in ("int8-static", "int8-dynamic"):
+        names = _op_names(lite)
+        skipped = set(kept) if denied else set()
+        lite = lite.evolve(changed_layers=tuple(dict.fromkeys(n for n in names.values() if n not in skipped)))
+    return lite
+
+
+def _op_names(lite: LiteModel) -> dict[str, str]:
+    """Output tensor name of every op → the weight layer a user names it by (the Conv2D of a fused
+    Conv-BN-ReLU; the layer itself where there is no weight layer before it)."""
+    from .layers import QDQ, WEIGHTED, _keras_layers, op_layers
+    from .litert import parse
+
+    layers = _keras_layers(lite.source)
+    order = [layer.name for layer in layers]
+    weighted = [layer.name for layer in layers if any(w in type(layer).__name__ for w in WEIGHTED)]
+    tensors = parse(lite.payload).subgraphs[0].tensors
+    names = {}
+    for _, _, layer, tensor in op_layers(lite):
+        if not layer or layer == QDQ:
+            continue
+        before = [w for w in weighted if order.index(w) <= order.index(layer)]
+        names[(tensors[tensor].name or b"").decode(errors="replace")] = before[-1] if before else layer
+    return names
+
+
+def _denylist(recipe: Int8Static, handle: KerasModel, spec: str) -> tuple[list[str], list[str]]:
+    """The TFLite node names (op output tensors) of the layers `exclude=` names, and those layers."""
+    with _quiet():
+        float_model = _converter(handle).convert()
+    names = _op_names(LiteModel(float_model, handle, precision="fp32"))
+    skip = excluded_layers(spec, recipe.exclude, list(dict.fromkeys(names.values())))
+    return [node for node, layer in names.items() if layer in skip], [n for n in dict.fromkeys(names.values()) if n in skip]
 
 
 @register_handler(Tflite, "tflite")

@@ -31,8 +31,6 @@ from . import _tf
 
 WEIGHTED = ("Conv", "Dense", "Embedding", "DepthwiseConv", "SeparableConv", "EinsumDense", "LSTM", "GRU")
 QDQ_OPS = {"QUANTIZE", "DEQUANTIZE"}
-#: the ops TFLite's dynamic-range kernels run with int8 weights (activations quantized on the fly)
-HYBRID_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM"}
 INT8 = (np.int8, np.uint8, np.int16)
 
 
@@ -159,6 +157,23 @@ def op_layers(handle: Any) -> list[tuple[int, str, str, int]]:
     return out
 
 
+def op_precisions(handle: Any) -> list[str]:
+    """The precision each op ran in, from its tensors: int8 where an input or output is int8 (full-integer
+    kernels, and dynamic-range kernels with int8 weights), else the float type of its output."""
+    from .litert import parse, type_names
+
+    subgraph = parse(handle.payload).subgraphs[0]
+    names = type_names()
+    out = []
+    for op in subgraph.operators or []:
+        types = {names.get(subgraph.tensors[int(i)].type, "") for i in list(op.inputs) + list(op.outputs) if int(i) >= 0}
+        if types & {"INT8", "UINT8", "INT16"}:
+            out.append("int8")
+        else:
+            out.append({"FLOAT16": "fp16"}.get(names.get(subgraph.tensors[int(op.outputs[0])].type, ""), "fp32"))
+    return out
+
+
 def lite_trace(handle: Any, batch: Any) -> LayerTrace:
     if handle.source is None:
         raise UnsupportedError("per-layer view", "a TFLite file with no Keras model to name its layers")
@@ -215,14 +230,9 @@ def lite_times(handle: Any, batch: Any, threads: int | None = None, *, repeats: 
         whole = handle.runner(batch)
     ms, total, rounds = _prefix_times(runners, whole, repeats=repeats, min_seconds=min_seconds)
     result = []
-    for (_, kind, layer, _), t in zip(mapping, ms):
-        if handle.precision == "int8" or kind in QDQ_OPS:
-            precision = "int8"  # full-integer: every op on int8 tensors
-        elif handle.precision == "int8-dynamic":
-            precision = "int8" if kind in HYBRID_OPS else "fp32"  # dynamic range: int8 weights in these kernels
-        else:
-            precision = handle.precision
-        result.append(LayerTime(layer or "(graph root)", t, kind, precision))
+    precisions = op_precisions(handle)
+    for (index, kind, layer, _), t in zip(mapping, ms):
+        result.append(LayerTime(layer or "(graph root)", t, kind, precisions[index]))
     return LayerTimes(result, total, "prefix models (the flatbuffer cut after each op, timed in LiteRT; an op's time "
                                      "is its prefix's less the previous one's), interleaved with the whole model",
                       rounds)
