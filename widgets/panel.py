@@ -139,11 +139,15 @@ class TradeoffPanel(W.VBox):
 
     def _explain(self) -> None:
         self.layers_text.value = "<i>timing every layer…</i>"
+        self.layers_button.disabled = True
         try:
             view = self.model.layers()
-        except wb.WorkbenchError as exc:
-            self.layers_text.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+        except Exception as exc:  # a probe's failure is shown where the view would be; the panel stays usable
+            self.layers_text.value = f"<span style='color:#b00'>{html.escape(f'{type(exc).__name__}: {exc}')}</span>"
             return
+        finally:
+            self.layers_button.disabled = False
+            self._sync_keep_boxes()
         if view is None:
             self.layers_text.value = "<i>choose a configuration that ran first</i>"
             return

@@ -258,11 +258,19 @@ class TradeoffModel(TrialModel):
         return self.canonical(dataclasses.replace(self.state, keep_fp32=()).spec)
 
     def layer_choices(self) -> list[str]:
-        """The layers the current int8 recipe quantizes (one keep-in-fp32 box each), [] when there is none."""
-        if RECIPE_OF["precision"][self.state.precision] not in EXCLUDABLE or not self.study.is_measured(self.full_spec()):
+        """The layers the current int8 recipe quantizes (one keep-in-fp32 box each); [] when the recipe takes no
+        exclude= on this model, or its model is not built yet (it is once measured here or explained)."""
+        recipe = RECIPE_OF["precision"][self.state.precision]
+        if recipe not in EXCLUDABLE or self._excludable_format() is False:
             return []
-        row = self.study.trial(self.full_spec())
-        return list(self.study.handle(self.full_spec()).changed_layers) if row["status"] == "ok" else []
+        handle = self.study.built(self.full_spec())
+        return list(handle.changed_layers) if handle is not None else []
+
+    def _excludable_format(self) -> bool:
+        """Whether the precision recipe takes exclude= on the format it will run on (ONNX after to-onnx)."""
+        recipe = wb.recipes.RECIPES.get(RECIPE_OF["precision"][self.state.precision])
+        fmt = "onnx" if self.state.runtime == "onnxruntime" else self.framework
+        return fmt in recipe.format_params.get("exclude", ())
 
     def layers(self):
         """The per-layer view of what is shown (Study.layers), or None when nothing measured is shown."""

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .layerprobe import OUTSIDE, QDQ, LayerTimes, LayerTrace
+from .recipes.layers import matches
 
 #: an output SQNR above this is float rounding, not error worth explaining
 EXACT_DB = 60.0
@@ -78,8 +79,12 @@ def groups(trace: LayerTrace) -> dict[str, list[str]]:
 
 
 def error_stats(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """SQNR (dB), cosine, max-abs and noise-to-signal of `output` against `reference`; a non-finite output
+    (fp16 overflow, NaN) is infinitely wrong: SQNR -inf, nsr inf."""
     ref = np.asarray(reference, dtype=np.float64).ravel()
     out = np.asarray(output, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(out)):
+        return {"sqnr_db": -math.inf, "cosine": float("nan"), "max_abs": math.inf, "nsr": math.inf}
     noise = float(np.sum((ref - out) ** 2))
     signal = float(np.sum(ref ** 2))
     norms = float(np.linalg.norm(ref) * np.linalg.norm(out))
@@ -90,7 +95,7 @@ def error_stats(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
 
 
 def build(pipeline: str, baseline: LayerTrace, variant: LayerTrace, baseline_times: LayerTimes,
-          variant_times: LayerTimes, *, int8: bool, changed: tuple[str, ...] = (),
+          variant_times: LayerTimes, *, int8: bool, exclude: tuple[str, ...] = (),
           notes: tuple[str, ...] = ()) -> LayerView:
     """Join two traces and two timings into the view (framework-free; the probes are the backends').
 
@@ -120,10 +125,17 @@ def build(pipeline: str, baseline: LayerTrace, variant: LayerTrace, baseline_tim
             continue
         stats = error_stats(reference, output)
         rows[name].update(sqnr_db=stats["sqnr_db"], cosine=stats["cosine"], max_abs=stats["max_abs"])
-        added[name] = max(0.0, stats["nsr"] - worst_nsr) if math.isfinite(stats["nsr"]) else 0.0
-        worst_nsr = max(worst_nsr, stats["nsr"]) if math.isfinite(stats["nsr"]) else worst_nsr
+        if not math.isfinite(stats["nsr"]):
+            rows[name]["_nonfinite"] = True
+            if not any(r.get("_nonfinite") for k, r in rows.items() if k != name):
+                added[name] = math.inf  # the first layer whose output is not finite owns the error
+            continue
+        added[name] = max(0.0, stats["nsr"] - worst_nsr)
+        worst_nsr = max(worst_nsr, stats["nsr"])
         if set(members) - set(variant.order) and present:
             rows[name]["_fused"] = [m for m in members if m not in variant.order]
+    if any(math.isinf(v) for v in added.values()):
+        added = {k: (1.0 if math.isinf(v) else 0.0) for k, v in added.items()}
     total_added = sum(added.values())
     for name, value in added.items():
         rows[name]["error_share"] = value / total_added if total_added > 0 else 0.0
@@ -134,11 +146,11 @@ def build(pipeline: str, baseline: LayerTrace, variant: LayerTrace, baseline_tim
     frame = pd.DataFrame(list(rows.values()))
     frame["baseline_share"] = frame["baseline_ms"] / baseline_latency_ms
     frame["share"] = frame["ms"] / latency_ms
-    frame["flags"] = [", ".join(_flags(row, frame, latency_ms, baseline_latency_ms, int8, changed))
-                      for row in frame.to_dict("records")]
-    for column in FRAME_COLUMNS:
+    for column in FRAME_COLUMNS + ("_fused", "_nonfinite"):
         if column not in frame:
             frame[column] = np.nan
+    frame["flags"] = [", ".join(_flags(row, frame, latency_ms, baseline_latency_ms, int8, exclude))
+                      for row in frame.to_dict("records")]
     frame = frame[list(FRAME_COLUMNS)].reset_index(drop=True)
     coverage = 1 - float(frame.loc[frame["layer"] == OUTSIDE, "ms"].iloc[0]) / latency_ms
     base_coverage = 1 - float(frame.loc[frame["layer"] == OUTSIDE, "baseline_ms"].iloc[0]) / baseline_latency_ms
@@ -170,13 +182,17 @@ def _add_times(rows: dict[str, dict], group_of: dict[str, str], times: LayerTime
 
 
 def _flags(row: dict, frame: pd.DataFrame, latency_ms: float, baseline_latency_ms: float, int8: bool,
-           changed: tuple[str, ...]) -> list[str]:
+           exclude: tuple[str, ...]) -> list[str]:
     flags = []
     name = row["layer"]
     if isinstance(row.get("_fused"), list):
         flags.append(f"fused ({', '.join(row['_fused'])} folded in)")
+    if row.get("_nonfinite") is True:
+        flags.append("non-finite output (overflow or NaN)")
     if int8 and row["_weighted"] and row["precision"] and row["precision"] != "int8":
-        flags.append("stayed fp32")
+        members = row["_members"] if isinstance(row["_members"], list) else []
+        on_purpose = any(matches(m, pattern) for m in members for pattern in exclude)
+        flags.append("kept fp32 (exclude=)" if on_purpose else "stayed fp32")
     if row["precision"] == "int8" and row["_weighted"]:
         if row["ms"] > row["baseline_ms"] * 1.05 + 0.002:
             flags.append(f"int8 slower here ({row['ms']:.3g} vs {row['baseline_ms']:.3g} ms)")
@@ -189,7 +205,9 @@ def _flags(row: dict, frame: pd.DataFrame, latency_ms: float, baseline_latency_m
             flags.append(f"quantize/dequantize overhead larger than the saving ({row['ms']:.3g} vs {saved:.3g} ms)")
     share = row.get("error_share")
     final = frame["sqnr_db"].dropna()
-    if isinstance(share, float) and share >= 0.25 and len(final) and final.iloc[-1] < EXACT_DB:
+    if isinstance(share, float) and row.get("_nonfinite") is True:
+        flags.append("the output error starts here")
+    elif isinstance(share, float) and share >= 0.25 and len(final) and final.iloc[-1] < EXACT_DB:
         flags.append(f"{share:.0%} of the output error")
     return flags
 
@@ -205,12 +223,16 @@ def explain(view: LayerView, int8: bool) -> str:
     if int8:
         quantized = layers[(layers["precision"] == "int8") & layers["op"].notna()]
         stayed = f[f["flags"].str.contains("stayed fp32", regex=False)]
+        kept = f[f["flags"].str.contains("kept fp32 (exclude=)", regex=False)]
         if len(stayed):
             kinds = ", ".join(dict.fromkeys(op.split("+")[0] for op in stayed["op"]))
             parts.append(f"{len(quantized)} layer group(s) ran in int8; {len(stayed)} with weights stayed fp32 ({kinds}) "
                          f"and hold {stayed['share'].sum():.0%} of the time.")
         else:
             parts.append(f"{len(quantized)} layer group(s) ran in int8.")
+        if len(kept):
+            parts.append(f"{len(kept)} kept in fp32 by exclude= ({', '.join(kept['layer'].head(4))}) hold "
+                         f"{kept['share'].sum():.0%} of the time.")
         slower = f[f["flags"].str.contains("int8 slower here", regex=False)]
         if len(slower):
             parts.append(f"In int8, {', '.join(slower['layer'].head(4))} took longer than in fp32 "
@@ -230,6 +252,11 @@ def explain(view: LayerView, int8: bool) -> str:
         parts.append(f"{1 - view.coverage:.0%} of the measured time is outside the layers (framework overhead, copies).")
     errors = layers.dropna(subset=["error_share"]).sort_values("error_share", ascending=False)
     final = layers.dropna(subset=["sqnr_db"])
+    broken = f[f["flags"].str.contains("non-finite", regex=False)]
+    if len(broken):
+        parts.append(f"{broken['layer'].iloc[0]} ({broken['op'].iloc[0]}) returns non-finite values (overflow or NaN): "
+                     "every layer after it inherits them.")
+        return " ".join(parts)
     if len(errors) and errors["error_share"].iloc[0] > 0 and len(final) and final["sqnr_db"].iloc[-1] < EXACT_DB:
         top = errors.iloc[0]
         last = final.iloc[-1] if len(final) else None

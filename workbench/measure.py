@@ -102,6 +102,9 @@ class InferenceBench(Bench):
             self._handles[pipeline.spec] = handle
         return self._handles[pipeline.spec]
 
+    def built(self, pipeline: Pipeline) -> ModelHandle | None:
+        return self._handles.get(pipeline.spec)
+
     def __getstate__(self) -> dict:
         """What a worker needs: no built handles (compiled code does not pickle)."""
         return {**self.__dict__, "_handles": {}}

@@ -59,7 +59,8 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
     pipeline = study._pipeline(pipeline)
     index = _probed_step(pipeline)
     step = pipeline.steps[index]
-    changed = list(study.handle(pipeline).changed_layers)
+    changed_by = study.handle(Pipeline(pipeline.steps[:index + 1]))  # a later export does not know the layers
+    changed = list(changed_by.changed_layers)
     if not changed:
         raise UnsupportedError(pipeline.spec, "it changed no layer of this model, so there is nothing to rank")
     if layers is not None:
@@ -68,7 +69,7 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
             raise ParameterError("sensitivity", "layers", unknown[0], f"one of the layers {pipeline.spec} changes: "
                                                                        f"{', '.join(changed)}")
         changed = list(layers)
-    everything = study.handle(pipeline).changed_layers
+    everything = changed_by.changed_layers
     units = list(dict.fromkeys(block_of(n) for n in changed)) if by == "block" else changed
     probes = []
     for name in units:
@@ -77,6 +78,19 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
         probe = dataclasses.replace(step, exclude=tuple(step.exclude) + keep)
         probes.append((name, Pipeline(pipeline.steps[:index] + (probe,) + pipeline.steps[index + 1:])))
     return probes
+
+
+def _quality_rows(study: Study, pipeline: Pipeline, quality: str) -> tuple[dict, dict]:
+    """The full pipeline's and the baseline's rows, both with a number in `quality`."""
+    full, base = study.record(pipeline).row, study.record(Pipeline(())).row
+    for row in (full, base):
+        value = row.get(quality)
+        if not isinstance(value, (int, float)) or value != value:
+            raise ParameterError("sensitivity", "quality", quality,
+                                 f"a column with a number in both the baseline's row and {pipeline.spec}'s "
+                                 f"(fidelity_cosine, fidelity, metric); {row['pipeline']} has {value!r}"
+                                 + (f" ({row['status']}: {row['error']})" if row["status"] != "ok" else ""))
+    return full, base
 
 
 def estimate_seconds(study: Study, pipeline: Any, n: int) -> float:
@@ -88,8 +102,7 @@ def sensitivity(study: Study, pipeline: Any, *, mode: str = "exclude", layers: l
                 by: str = "layer", quality: str = "fidelity_cosine", progress: bool = True) -> pd.DataFrame:
     pipeline = study._pipeline(pipeline)
     probes = plan(study, pipeline, mode=mode, layers=layers, by=by)
-    full = study.record(pipeline).row
-    base = study.record(Pipeline(())).row
+    full, base = _quality_rows(study, pipeline, quality)
     if progress:
         todo = sum(not study.is_measured(p) for _, p in probes)
         print(f"sensitivity of {pipeline.spec}: {len(probes)} probe(s), {todo} to measure, about "
@@ -127,9 +140,15 @@ def recover(study: Study, pipeline: Any, *, share: float = 0.5, by: str = "layer
                                                               progress=progress)
     index = _probed_step(pipeline)
     step = pipeline.steps[index]
-    full, base = study.record(pipeline).row[quality], study.record(Pipeline(())).row[quality]
+    full_row, base_row = _quality_rows(study, pipeline, quality)
+    full, base = full_row[quality], base_row[quality]
     lost = base - full
     rows, kept = [], []
+    if lost <= 0:  # nothing was lost: nothing to win back
+        frame = pd.DataFrame(rows, columns=["kept_fp32", "layers", "pipeline", "status", quality, "recovered",
+                                            "latency_ms_p50", "size_bytes"])
+        frame.attrs.update(pipeline=pipeline.spec, share=share, reached=True, full=full, baseline=base, quality=quality)
+        return frame
     for layer in list(ranking["layer"])[:max_steps]:
         kept.append(layer)
         probe = dataclasses.replace(step, exclude=tuple(step.exclude) + tuple(kept))

@@ -212,36 +212,44 @@ class Study(Orchestrator):
         return self.bench.reference
 
     def handle(self, pipeline: Any) -> ModelHandle:
-        """The optimized model of a pipeline (built once per study)."""
-        return self.bench.handle(self._pipeline(pipeline))
+        """The optimized model of a pipeline (built once per study, never beside a timed trial)."""
+        pipeline = self._pipeline(pipeline)
+        with self._lock:
+            return self.bench.handle(pipeline)
+
+    def built(self, pipeline: Any) -> ModelHandle | None:
+        """The pipeline's model if this study has built it already, else None (never waits, never builds)."""
+        return self.bench.built(self._pipeline(pipeline))
 
     def layers(self, pipeline: Any, *, samples: int = 32) -> Any:
         """The per-layer view of a pipeline against the baseline (a `layers.LayerView`): time and error per
-        layer, flags and a one-paragraph explanation. Built once per study and pipeline."""
+        layer, flags and a one-paragraph explanation. Built once per study, pipeline and `samples`."""
         from .errors import UnsupportedError
         from .layers import build
 
         pipeline = self._pipeline(pipeline)
-        if pipeline.spec in self._views:
-            return self._views[pipeline.spec]
-        record = self.record(pipeline)
-        self.record(Pipeline(()))  # the baseline first: every view is relative to it
-        if record.status != "ok":
-            raise UnsupportedError(pipeline.spec, f"its trial is {record.status} ({record.row.get('error')}): "
-                                                  "there is no model to look inside")
-        handle, baseline = self.handle(pipeline), self.baseline
-        inputs = self.task.sample(min(samples, len(self.task)))
-        timed = self.task.sample(self.batch_size)
-        with self._lock:
+        key = (pipeline.spec, samples)
+        with self._lock:  # one view at a time, never beside a timed trial; a second caller gets the first's view
+            if key in self._views:
+                return self._views[key]
+            record = self.record(pipeline)
+            self.record(Pipeline(()))  # the baseline first: every view is relative to it
+            if record.status != "ok":
+                raise UnsupportedError(pipeline.spec, f"its trial is {record.status} ({record.row.get('error')}): "
+                                                      "there is no model to look inside")
+            handle, baseline = self.handle(pipeline), self.baseline
+            inputs = self.task.sample(min(samples, len(self.task)))
+            timed = self.task.sample(self.batch_size)
             traces = baseline.layer_trace(inputs), handle.layer_trace(inputs)
             with baseline.session(self.threads):
                 base_times = baseline.layer_times(timed, self.threads)
             with handle.session(self.threads):
                 times = handle.layer_times(timed, self.threads)
-        view = build(pipeline.spec, *traces, base_times, times, int8=handle.precision.startswith("int8"),
-                     changed=handle.changed_layers, notes=handle.notes)
-        self._views[pipeline.spec] = view
-        return view
+            exclude = next((tuple(s.exclude) for s in reversed(pipeline.steps) if getattr(s, "exclude", ())), ())
+            view = build(pipeline.spec, *traces, base_times, times, int8=handle.precision.startswith("int8"),
+                         exclude=exclude, notes=handle.notes)
+            self._views[key] = view
+            return view
 
     def sensitivity(self, pipeline: Any, *, mode: str = "exclude", layers: list[str] | None = None,
                     by: str = "layer", quality: str = "fidelity_cosine", progress: bool = True) -> Any:

@@ -228,7 +228,7 @@ def _coerce(recipe: str, param: str, value: Any, annotation: Any) -> Any:
             items = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in items]
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in items):
             raise ParameterError(recipe, param, value, "a layer-name glob or a list of them, e.g. 'encoder.layer.5.*'")
-        return tuple(dict.fromkeys(v.strip() for v in items))
+        return tuple(sorted({v.strip() for v in items}))  # one set of layers, one spec and one trial id
     return value
 
 

@@ -115,7 +115,7 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
     notes.append(f"{spec}: accuracy and latency measured in the LiteRT interpreter")
     xnnpack = recipe.xnnpack if isinstance(recipe, Tflite) else True
     lite = LiteModel(model, handle, precision=precision, xnnpack=xnnpack, notes=tuple(notes))
-    if recipe.name in ("int8-static", "int8-dynamic"):
+    if recipe.name in ("int8-static", "int8-dynamic") and not handle.subclassed:  # subclassed: no layer graph
         names = _op_names(lite)
         skipped = set(kept) if denied else set()
         lite = lite.evolve(changed_layers=tuple(dict.fromkeys(n for n in names.values() if n not in skipped)))
@@ -143,6 +143,9 @@ def _op_names(lite: LiteModel) -> dict[str, str]:
 
 def _denylist(recipe: Int8Static, handle: KerasModel, spec: str) -> tuple[list[str], list[str]]:
     """The TFLite node names (op output tensors) of the layers `exclude=` names, and those layers."""
+    if handle.subclassed:
+        raise UnsupportedError(spec, "exclude= names layers of a functional or Sequential Keras model; this one is "
+                                     "subclassed (no layer graph to match the converter's ops to)")
     with _quiet():
         float_model = _converter(handle).convert()
     names = _op_names(LiteModel(float_model, handle, precision="fp32"))

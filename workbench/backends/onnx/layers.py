@@ -54,6 +54,8 @@ def layer_map(payload: bytes) -> LayerMap:
     ops: dict[str, list[str]] = {}
     weighted: set[str] = set()
     quantizable: dict[str, list[str]] = {}
+    open_scopes: set[str] = set()
+    closed: set[str] = set()
     for node in graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
         if SCOPES in meta:
@@ -66,8 +68,11 @@ def layer_map(payload: bytes) -> LayerMap:
         for out in node.output:
             if out:
                 owner[out] = layer
+        for left in open_scopes - set(path):
+            closed.add(left)  # a module called again later (a shared ReLU) keeps its first call's output
+        open_scopes = set(path)
         for enclosing in path:  # a layer returns the last tensor made inside it
-            if node.output and node.output[0]:
+            if node.output and node.output[0] and enclosing not in closed:
                 outputs[enclosing] = node.output[0]
         if not layer:
             continue

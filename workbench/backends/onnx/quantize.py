@@ -26,7 +26,8 @@ def source_names(layers: list[str], source: object) -> dict[str, str]:
 
     names = {}
     for layer in layers:
-        if layer in modules and not weighted(layer):
+        module = modules.get(layer)
+        if module is not None and type(module).__name__.startswith("BatchNorm") and not any(True for _ in module.children()):
             before = [n for n in order[:order.index(layer)] if n and weighted(n)]
             names[layer] = before[-1] if before else layer
         else:
@@ -35,10 +36,13 @@ def source_names(layers: list[str], source: object) -> dict[str, str]:
 
 
 def _exclusion(recipe: Int8Dynamic | Int8Static, handle: OrtModel) -> tuple[list[str], tuple[str, ...], tuple[str, ...]]:
-    """(nodes_to_exclude, the layers quantized, a note) for the recipe's exclude= globs over layer names."""
+    """(nodes_to_exclude, the layers quantized, a note) for the recipe's exclude= globs over layer names. Dynamic
+    quantization changes only ops with a weight (MatMul of two activations stays float)."""
     mapping = handle.layer_map
-    known = source_names([layer for layer in mapping.order if layer in mapping.quantizable], handle.source)
-    candidates = list(known.values())
+    dynamic = isinstance(recipe, Int8Dynamic)
+    known = source_names([layer for layer in mapping.order if layer in mapping.quantizable
+                          and (not dynamic or layer in mapping.weighted)], handle.source)
+    candidates = list(dict.fromkeys(known.values()))
     if not recipe.exclude:
         return [], tuple(candidates), ()
     skip = excluded_layers(recipe.to_spec(), recipe.exclude, candidates)
