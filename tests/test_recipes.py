@@ -58,7 +58,7 @@ def test_unknown_recipe_lists_the_known_ones():
     ("prune(true)", "a number"),
     ("int8-dynamic(engine=tpu)", "one of auto, x86, fbgemm, qnnpack, onednn"),
     ("int8-dynamic(per_channel=2)", "true, false or auto"),
-    ("prune(0.5, unstructured, 3, auto, 4)", "at most 4 positional"),
+    ("prune(0.5, unstructured, 3, auto, x, 4)", "at most 5 positional"),
     ("prune(0.5, 0.6)", "pattern=0.6 is invalid; expected a word"),
     ("prune(amount=0.5)", "one of the parameters of prune: sparsity"),
     ("fold-bn(1)", "at most 0 positional"),
@@ -121,5 +121,6 @@ def test_bad_dict_forms():
 def test_describe_lists_every_recipe_with_its_parameters():
     rows = {r["name"]: r for r in wb.recipes.describe()}
     assert {"int8-dynamic", "prune", "fold-bn"} <= set(rows)
-    assert rows["prune"]["params"] == {"sparsity": 0.5, "pattern": "unstructured", "finetune": -1, "schedule": "auto"}
+    assert rows["prune"]["params"] == {"sparsity": 0.5, "pattern": "unstructured", "finetune": -1, "schedule": "auto",
+                                       "exclude": ()}
     assert rows["int8-dynamic"]["kind"] == "precision"
