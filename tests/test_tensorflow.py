@@ -381,8 +381,9 @@ def test_tflite_per_layer_view_matches_keras_layers_and_adds_up(tf_study, spec):
     assert frame.loc[convs, "flags"].str.contains("fused").all()
     final = frame.loc[dense, "sqnr_db"]
     assert (final > 100) if spec == "tflite" else (25 < final < 80)  # float rounding vs int8 noise
-    assert abs(1 - view.coverage) <= 0.15, view.frame  # the TFLite row; the Keras baseline's tf.function prefixes
-    assert abs(1 - view.baseline_coverage) <= 0.3      # carry TensorFlow's per-call dispatch, noisier
+    # prefix models (LiteRT has no per-op profile): differences of whole-model timings, measured 0.91-1.24 of the
+    # median across runs for the TFLite rows and 0.88-1.19 for the Keras baseline (TensorFlow's per-call dispatch)
+    assert abs(1 - view.coverage) <= 0.3 and abs(1 - view.baseline_coverage) <= 0.3, view.frame
     if spec == "int8-static":
         assert "(quantize/dequantize)" in frame.index and (frame.loc[convs, "precision"] == "int8").all()
 
