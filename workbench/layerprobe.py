@@ -8,6 +8,8 @@ framework-free shapes they return.
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -44,6 +46,14 @@ class LayerTimes:
     total_ms: float       # the median plain (uninstrumented) forward, timed interleaved with the instrumented runs
     method: str           # how the times were taken, for the reader
     repeats: int
+
+
+def rounds(repeats: int, min_seconds: float, cap: int) -> Iterator[int]:
+    """Round numbers until at least `repeats` rounds have run and `min_seconds` have passed (`cap` rounds at most)."""
+    began, n = time.perf_counter(), 0
+    while n < repeats or (time.perf_counter() - began < min_seconds and n < cap):
+        yield n
+        n += 1
 
 
 INT8_KERNEL_MARKS = ("integer", "qlinear", "quantized", "qgemm", "dynamicquantize", "int8", "qint8")

@@ -48,6 +48,13 @@ def _probed_step(pipeline: Pipeline) -> int:
                          f"this one has {names}")
 
 
+def _excluding(pipeline: Pipeline, index: int, names: tuple[str, ...]) -> Pipeline:
+    """`pipeline` with `names` added to the exclude= of its step `index`."""
+    step = pipeline.steps[index]
+    probe = dataclasses.replace(step, exclude=tuple(step.exclude) + tuple(names))
+    return Pipeline(pipeline.steps[:index] + (probe,) + pipeline.steps[index + 1:])
+
+
 def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str] | None = None,
          by: str = "layer") -> list[tuple[str, Pipeline]]:
     """(layer or block, probe pipeline) pairs for `pipeline`, without measuring anything but the full pipeline's
@@ -58,7 +65,6 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
         raise ParameterError("sensitivity", "by", by, f"one of {', '.join(UNITS)}")
     pipeline = study._pipeline(pipeline)
     index = _probed_step(pipeline)
-    step = pipeline.steps[index]
     changed_by = study.handle(Pipeline(pipeline.steps[:index + 1]))  # a later export does not know the layers
     changed = list(changed_by.changed_layers)
     if not changed:
@@ -75,8 +81,7 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
     for name in units:
         inside = [n for n in everything if n == name or n.startswith(name + ".")]
         keep = (name,) if mode == "exclude" else tuple(n for n in everything if n not in inside)
-        probe = dataclasses.replace(step, exclude=tuple(step.exclude) + keep)
-        probes.append((name, Pipeline(pipeline.steps[:index] + (probe,) + pipeline.steps[index + 1:])))
+        probes.append((name, _excluding(pipeline, index, keep)))
     return probes
 
 
@@ -139,7 +144,6 @@ def recover(study: Study, pipeline: Any, *, share: float = 0.5, by: str = "layer
     ranking = ranking if ranking is not None else sensitivity(study, pipeline, by=by, quality=quality,
                                                               progress=progress)
     index = _probed_step(pipeline)
-    step = pipeline.steps[index]
     full_row, base_row = _quality_rows(study, pipeline, quality)
     full, base = full_row[quality], base_row[quality]
     lost = base - full
@@ -151,8 +155,7 @@ def recover(study: Study, pipeline: Any, *, share: float = 0.5, by: str = "layer
         return frame
     for layer in list(ranking["layer"])[:max_steps]:
         kept.append(layer)
-        probe = dataclasses.replace(step, exclude=tuple(step.exclude) + tuple(kept))
-        candidate = Pipeline(pipeline.steps[:index] + (probe,) + pipeline.steps[index + 1:])
+        candidate = _excluding(pipeline, index, tuple(kept))
         row = study.trial(candidate)
         recovered = (row[quality] - full) / lost if lost > 0 and row["status"] == "ok" else np.nan
         rows.append({"kept_fp32": len(kept), "layers": ", ".join(kept), "pipeline": candidate.spec,

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..._native import quiet_native_stderr
 from ...errors import UnsupportedError
-from ...layerprobe import QDQ, LayerTime, LayerTimes, LayerTrace
+from ...layerprobe import QDQ, LayerTime, LayerTimes, LayerTrace, rounds
 from . import _tf
 
 WEIGHTED = ("Conv", "Dense", "Embedding", "DepthwiseConv", "SeparableConv", "EinsumDense", "LSTM", "GRU")
@@ -75,16 +75,14 @@ def _prefix_times(runners: list[Callable[[], object]], whole: Callable[[], objec
         fn(), fn()
     diffs: list[list[float]] = [[] for _ in runners]
     totals = []
-    began, rounds = time.perf_counter(), 0
-    while rounds < repeats or (time.perf_counter() - began < min_seconds and rounds < 200):
+    for _ in rounds(repeats, min_seconds, 200):
         previous = 0.0
         for k, fn in enumerate(runners):
             now = timed(fn)
             diffs[k].append(now - previous)
             previous = now
         totals.append(timed(whole))
-        rounds += 1
-    return [statistics.median(d) for d in diffs], statistics.median(totals), rounds
+    return [statistics.median(d) for d in diffs], statistics.median(totals), len(totals)
 
 
 def keras_times(handle: Any, batch: Any, threads: int | None = None, *, repeats: int = 7,
@@ -98,10 +96,10 @@ def keras_times(handle: Any, batch: Any, threads: int | None = None, *, repeats:
         fn = tf.function(lambda v, m=model: m(v, training=False), reduce_retracing=True)
         runners.append(lambda fn=fn: fn(x))
     whole = handle.runner(batch)
-    ms, total, rounds = _prefix_times(runners, whole, repeats=repeats, min_seconds=min_seconds)
+    ms, total, n = _prefix_times(runners, whole, repeats=repeats, min_seconds=min_seconds)
     result = [LayerTime(layer.name, t, type(layer).__name__, "fp32") for layer, t in zip(layers, ms)]
     return LayerTimes(result, total, "prefix models (the model cut after each layer, timed; a layer's time is its "
-                                     "prefix's less the previous one's), interleaved with the whole model", rounds)
+                                     "prefix's less the previous one's), interleaved with the whole model", n)
 
 
 # -- TFLite --------------------------------------------------------------------------------------
@@ -228,11 +226,11 @@ def lite_times(handle: Any, batch: Any, threads: int | None = None, *, repeats: 
             with cut.session(threads):
                 runners.append(cut.runner(batch))
         whole = handle.runner(batch)
-    ms, total, rounds = _prefix_times(runners, whole, repeats=repeats, min_seconds=min_seconds)
+    ms, total, n = _prefix_times(runners, whole, repeats=repeats, min_seconds=min_seconds)
     result = []
     precisions = op_precisions(handle)
     for (index, kind, layer, _), t in zip(mapping, ms):
         result.append(LayerTime(layer or "(graph root)", t, kind, precisions[index]))
     return LayerTimes(result, total, "prefix models (the flatbuffer cut after each op, timed in LiteRT; an op's time "
                                      "is its prefix's less the previous one's), interleaved with the whole model",
-                      rounds)
+                      n)

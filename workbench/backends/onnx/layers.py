@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import UnsupportedError
-from ...layerprobe import QDQ, LayerTime, LayerTimes, LayerTrace, kernel_precision
+from ...layerprobe import QDQ, LayerTime, LayerTimes, LayerTrace, kernel_precision, rounds
 
 SCOPES = "pkg.torch.onnx.name_scopes"
 QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -200,12 +199,12 @@ def layer_times(handle: Any, batch: Any, threads: int | None = None, *, repeats:
         feed = handle.prepare(batch)
         for _ in range(3):
             session.run(None, feed)
-        began, n, totals = time.perf_counter(), 0, []
-        while n < repeats or (time.perf_counter() - began < min_seconds and n < 500):
+        totals = []
+        for _ in rounds(repeats, min_seconds, 500):
             start = time.perf_counter()  # the wall time of the same runs the nodes are profiled in (a second
             session.run(None, feed)      # session interleaved would fight this one's spinning threads)
             totals.append(time.perf_counter() - start)
-            n += 1
+        n = len(totals)
         with open(session.end_profiling()) as f:
             events = json.load(f)
     per_node: dict[str, list[float]] = {}
@@ -229,9 +228,3 @@ def layer_times(handle: Any, batch: Any, threads: int | None = None, *, repeats:
     return LayerTimes(result, statistics.median(totals) * 1000,
                       "ONNX Runtime session profiling (per node, medians over the runs; latency: the same runs' wall time)", n)
 
-
-def require_map(handle: Any) -> LayerMap:
-    mapping = handle.layer_map
-    if not mapping.order:
-        raise UnsupportedError("per-layer view", "this ONNX graph has no nodes")
-    return mapping

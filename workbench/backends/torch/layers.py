@@ -19,7 +19,7 @@ from torch import nn
 
 from ..._native import quiet_native_stderr
 from ...errors import UnsupportedError
-from ...layerprobe import LayerTime, LayerTimes, LayerTrace, kernel_precision
+from ...layerprobe import LayerTime, LayerTimes, LayerTrace, kernel_precision, rounds
 from .handle import TorchModel
 from .quantize import PASS_THROUGH
 
@@ -111,8 +111,7 @@ def layer_times(handle: TorchModel, batch: Any, threads: int | None = None, *, r
     with handle.session(threads), torch.inference_mode(), _hooks(layers, pre, post):
         for _ in range(3):
             handle._call(x)
-        began = time.perf_counter()
-        while len(runs) < repeats or (time.perf_counter() - began < min_seconds and len(runs) < 500):
+        for _ in rounds(repeats, min_seconds, 500):
             active[0] = False  # the plain forward, interleaved: what the layers' times add up to
             start = time.perf_counter()
             handle._call(x)
