@@ -22,6 +22,8 @@ HELP = {
                 "pruning (which removes whole filters) or 2:4 on sparse GPUs makes it faster.",
     "fusion": "Graph-level speed-ups: fuse layers, TorchScript, or compile the model to optimized kernels.",
     "runtime": "Which engine runs the model.",
+    "find": "Let the workbench search: the fastest (or smallest) configuration that loses at most the accuracy you "
+            "allow, in the time you give it, confirmed on data it did not choose on.",
     "layers": "Why a configuration is slower or less accurate: each layer's time in the baseline and here (the "
               "kernel that ran), the error each layer adds, and boxes to keep layers in fp32.",
 }
@@ -56,8 +58,9 @@ def _numbers_html(model) -> str:
 class TradeoffPanel(W.VBox):
     """Toggle precision, sparsity, fusion and runtime; see the trial next to the baseline and on the chart."""
 
-    def __init__(self, study: wb.Study, *, export_dir: str | Path | None = None, background: bool = True):
-        self.model = TradeoffModel(study, background=background)
+    def __init__(self, study: wb.Study, *, export_dir: str | Path | None = None, background: bool = True,
+                 holdout: wb.tasks.Task | None = None):
+        self.model = TradeoffModel(study, background=background, holdout=holdout)
         self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="workbench-export-"))
         opts = self.model.options
         offered = lambda control, values: [v for v in values if not opts[control][v]]  # noqa: E731
@@ -92,6 +95,23 @@ class TradeoffPanel(W.VBox):
             W.HTML("<b>keep in fp32</b> (the int8 recipe's <code>exclude=</code>; measured like any toggle)"),
             self.keep_boxes])])
         self.layers.set_title(0, "layers: why is it slower, where did the accuracy go")
+        self.find_objective = W.ToggleButtons(options=["latency", "size"], description="fastest by")
+        self.find_drop = W.BoundedFloatText(value=1.0, min=0.0, max=99.0, step=0.1, description="max drop",
+                                            tooltip="points of accuracy (or % of the metric, or points of fidelity)")
+        self.find_budget = W.Dropdown(options=[("30 s", 30), ("1 min", 60), ("2 min", 120), ("5 min", 300),
+                                               ("10 min", 600)], value=60, description="time")
+        self.find_button = W.Button(description="find it", button_style="primary",
+                                    tooltip="search in the background; trials land on the chart as they are measured")
+        self.find_stop = W.Button(description="stop", disabled=True)
+        self.find_status = W.HTML()
+        self.find_chart = W.HTML()
+        self.find_button.on_click(lambda _: self._find())
+        self.find_stop.on_click(lambda _: self.model.stop_search())
+        self.finder = W.Accordion(children=[W.VBox([
+            W.HBox([self.find_objective, self.find_drop, self.find_budget]),
+            W.HBox([self.find_button, self.find_stop]), self.find_status, self.find_chart])])
+        self.finder.set_title(0, "find the fastest within … (search)")
+        self._found_shown = None
         for widget, control in ((self.precision, "precision"), (self.sparsity, "sparsity"),
                                 (self.pattern, "pattern"), (self.fusion, "fusion"), (self.runtime, "runtime")):
             widget.observe(lambda change, c=control: self._changed(c, change["new"]), names="value")
@@ -103,8 +123,8 @@ class TradeoffPanel(W.VBox):
             W.HTML(f"<h3>{html.escape(study.task.describe())}</h3>"),
             self.precision, W.HBox([self.sparsity, self.pattern]), self.fusion, self.runtime, self.unavailable,
             self.status, W.HBox([self.numbers, self.chart]),
-            W.HBox([self.pin_button, self.csv_button, self.model_button]), self.pins, self.downloads, self.layers,
-            self.help,
+            W.HBox([self.pin_button, self.csv_button, self.model_button]), self.pins, self.downloads, self.finder,
+            self.layers, self.help,
         ])
         self.refresh()
 
@@ -157,6 +177,25 @@ class TradeoffPanel(W.VBox):
         except Exception as exc:  # no vl-convert for inline JavaScript: the table still says it all
             self.layers_chart.value = f"<small>chart unavailable ({html.escape(type(exc).__name__)})</small>"
 
+    def _find(self) -> None:
+        try:
+            self.model.search(objective=self.find_objective.value, max_drop=self.find_drop.value,
+                              budget_s=self.find_budget.value)
+        except wb.WorkbenchError as exc:
+            self.find_status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+
+    def _refresh_find(self) -> None:
+        m = self.model
+        self.find_button.disabled, self.find_stop.disabled = m.searching, not m.searching
+        self.find_status.value = f"<p>{html.escape(m.search_status())}</p>"
+        found = m.found
+        if found is not None and not m.searching and found.stopped != "running" and found is not self._found_shown:
+            self._found_shown = found
+            try:
+                self.find_chart.value = found.chart().to_html(inline=True)
+            except Exception as exc:  # no vl-convert for inline JavaScript: the paragraph still says it all
+                self.find_chart.value = f"<small>chart unavailable ({html.escape(type(exc).__name__)})</small>"
+
     def _keep_changed(self) -> None:
         if self._syncing:
             return
@@ -186,6 +225,7 @@ class TradeoffPanel(W.VBox):
         self.numbers.value = _numbers_html(m)
         self.pins.value = ("pinned: " + ", ".join(f"<code>{html.escape(p)}</code>" for p in m.pinned)) if m.pinned else ""
         self._sync_keep_boxes()
+        self._refresh_find()
         chart = m.chart()
         if hasattr(self.chart, "chart"):
             self.chart.chart = chart

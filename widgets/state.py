@@ -233,9 +233,14 @@ class TradeoffModel(TrialModel):
                   ("size_bytes", "size (bytes)", True), ("size_gzip_bytes", "gzip (bytes)", True),
                   ("sparsity", "sparsity", False))
 
-    def __init__(self, study: wb.Study, *, background: bool = True):
+    def __init__(self, study: wb.Study, *, background: bool = True, holdout: wb.tasks.Task | None = None):
         self.framework = study.baseline.format
         self.options = availability(self.framework)
+        self.holdout = holdout            # what a search confirms its answer on (None: not held out, and it says so)
+        self.found: Any = None            # the last search's SearchResult (partial while it runs)
+        self.search_error: str | None = None
+        self._search_thread: threading.Thread | None = None
+        self._search_stop = threading.Event()
         super().__init__(study, PanelState(framework=self.framework), background=background)
 
     def check(self, changes: dict) -> None:
@@ -281,6 +286,63 @@ class TradeoffModel(TrialModel):
     def keep(self, layers: list[str]) -> None:
         """Keep these layers in fp32 (the int8 recipe's exclude=), measured like any other toggle."""
         self.set(keep_fp32=tuple(layers))
+
+    # -- find it for me ---------------------------------------------------------------------------
+    @property
+    def searching(self) -> bool:
+        return self._search_thread is not None and self._search_thread.is_alive()
+
+    def search(self, *, objective: str = "latency", max_drop: float = 1.0, budget_s: float = 60) -> None:
+        """Search in the background (wb.Study.search): each trial lands on the chart as it is measured; when it
+        ends, the recommendation is pinned. Parameters that cannot work raise here, at once."""
+        wb.recommend.check_request(objective, max_drop, budget_s)
+        if self.searching:
+            raise wb.WorkbenchError("a search is already running: stop it first")
+        self._search_stop = threading.Event()
+        self.found, self.search_error = None, None
+
+        def work() -> None:
+            try:
+                self.found = self.study.search(holdout=self.holdout, objective=objective, max_drop=max_drop,
+                                               budget_s=budget_s, progress=False, stop=self._search_stop,
+                                               callback=self._search_progress)
+                if self.found.recommended and self.found.recommended not in self.pinned:
+                    self.pinned.append(self.found.recommended)
+            except Exception as exc:  # the panel stays usable and says what went wrong
+                self.search_error = f"{type(exc).__name__}: {exc}"
+            self._notify()
+
+        self._search_thread = threading.Thread(target=work, name="panel-search", daemon=True)
+        self._search_thread.start()
+        self._notify()
+
+    def stop_search(self) -> None:
+        self._search_stop.set()
+
+    def wait_search(self, timeout: float | None = None) -> bool:
+        if self._search_thread is not None:
+            self._search_thread.join(timeout)
+        return not self.searching
+
+    def _search_progress(self, partial: Any) -> None:
+        self.found = partial
+        self._notify()
+
+    def search_status(self) -> str:
+        """One line while it runs (trials, best so far, time left); the answer's paragraph once it is done."""
+        if self.search_error:
+            return f"search failed: {self.search_error}"
+        found = self.found
+        if found is None:
+            return "searching…" if self.searching else ""
+        if self.searching or found.stopped == "running":
+            ok = found.frame[(found.frame["status"] == "ok") & (found.frame["drop"] <= found.max_drop)]
+            best = ok.sort_values(found.column).iloc[0] if len(ok) else None
+            left = max(0.0, found.budget_s - found.elapsed_s)
+            best_text = f"best within the budget so far: {best['pipeline']} ({best[found.column]:.4g})" \
+                if best is not None else "nothing within the budget yet"
+            return f"searching: {len(found.frame) - 1} trial(s), {best_text}, {left:.0f} s left"
+        return found.explanation
 
     def export_model(self, path: str | Path) -> Path:
         if not self.shown or self.shown["status"] != "ok":

@@ -8,7 +8,7 @@
 `import workbench` imports no deep-learning framework and no UI: backends load when a model needs them.
 """
 
-from . import charts, errors, recipes, tasks, text, zoo
+from . import charts, errors, recipes, recommend, tasks, text, zoo
 from .errors import (
     DataError,
     IncompatibleRecipesError,
@@ -27,6 +27,7 @@ from .model import ModelHandle, WeightStats, wrap
 from .profiling.device import DeviceProfile, device
 from .profiling.timing import LatencyStats, TimingConfig, measure_latency
 from .recipes import Pipeline, Recipe, parse_pipelines
+from .recommend import SearchResult, Space, search
 from .results import COLUMNS, Results
 from .store import ResultsStore
 from .study import Study
@@ -38,9 +39,11 @@ __version__ = "0.1.0"
 __all__ = [
     "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
     "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
-    "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
+    "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SearchResult", "Space", "SpecError", "Study",
+    "TimingConfig",
     "TrainingStudy", "Trial", "TrialRecord",
     "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
-    "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
+    "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "recommend",
+    "search", "tasks",
     "text", "wrap", "zoo",
 ]

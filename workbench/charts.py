@@ -9,6 +9,8 @@
     training_tradeoff(frame)     training step time × peak memory, colour = accuracy reached (TrainingStudy)
     layer_view(view)             per layer: time in the baseline and the variant side by side, and the error
                                  each layer adds (Study.layers)
+    search(result)               a search's trials: objective × quality drop, the budget line, the front and
+                                 the recommendation (wb.search)
 
     save(chart, "chart.html" | ".svg" | ".png")     inline HTML (no CDN), or images via vl-convert
     use_offline_renderer()                          notebooks / Voila: render without any CDN
@@ -212,6 +214,49 @@ def layer_view(view: Any, *, top: int = 20):
                  alt.Tooltip("cosine:Q", format=".5f"), alt.Tooltip("max_abs:Q", format=".3g"), "flags"],
     ).properties(title="where the error comes from", width=200)
     return alt.hconcat(time_chart, error_chart).resolve_scale(y="shared")
+
+
+#: how a search's verdicts are coloured
+SEARCH_CLASSES = {"recommended": "#d62728", "baseline": "#000000", "within the budget": "#1f77b4",
+                  "over the budget": "#bbbbbb", "missed on the held-out split": "#ff7f0e"}
+
+
+def search_class(verdict: str) -> str:
+    """The colour class of a search verdict (see SEARCH_CLASSES)."""
+    for name in ("recommended", "baseline", "over the budget", "missed on the held-out split"):
+        if verdict.startswith(name):
+            return name
+    return "within the budget"
+
+
+def search(result: Any):
+    """A search's trials that ran: the objective (x, log) against the quality drop on the selection split (y,
+    up is better), the accuracy budget as a rule, the front (dashed) and the recommendation ringed."""
+    alt = _alt()
+    data = result.frame[(result.frame["status"] == "ok") & result.frame["drop"].notna()].copy()
+    x_title = "latency p50 (ms)" if result.objective == "latency" else "size (KB)"
+    data["x"] = data[result.column].astype(float) / (1 if result.objective == "latency" else 1024)
+    data["class"] = [search_class(str(v)) for v in data["verdict"]]
+    y = alt.Y("drop:Q", title=f"drop ({result.quality.unit}, selection split)", scale=alt.Scale(reverse=True))
+    base = alt.Chart(data).encode(x=alt.X("x:Q", title=x_title, scale=alt.Scale(type="log")), y=y)
+    points = base.mark_point(filled=True, size=110, opacity=0.85).encode(
+        color=alt.Color("class:N", title=None, scale=alt.Scale(domain=list(SEARCH_CLASSES),
+                                                                 range=list(SEARCH_CLASSES.values()))),
+        shape=alt.Shape("origin:N", title="proposed by", legend=None),
+        tooltip=["pipeline", "origin", "verdict", alt.Tooltip("x:Q", title=x_title, format=".4g"),
+                 alt.Tooltip("drop:Q", format=".3f"), alt.Tooltip("heldout_drop:Q", format=".3f"),
+                 alt.Tooltip("heldout_ci_low:Q", format=".3f"), alt.Tooltip("heldout_ci_high:Q", format=".3f")])
+    front_rows = result.front()
+    front_rows = front_rows.assign(x=front_rows[result.column].astype(float) / (1 if result.objective == "latency" else 1024))
+    front = alt.Chart(front_rows).mark_line(color="#444", strokeDash=[4, 3]).encode(x="x:Q", y="drop:Q", order="x:Q")
+    budget = alt.Chart(pd.DataFrame({"drop": [result.max_drop]})).mark_rule(color="#d62728", strokeDash=[2, 2]).encode(
+        y="drop:Q")
+    picked = data[data["class"] == "recommended"]
+    ring = alt.Chart(picked).mark_point(size=800, filled=False, strokeWidth=2, color="#d62728").encode(x="x:Q", y="drop:Q")
+    label = alt.Chart(picked).mark_text(dy=-20, fontSize=11, color="#d62728").encode(x="x:Q", y="drop:Q", text="pipeline:N")
+    title = (f"search: {len(result.frame) - 1} configurations in {result.elapsed_s:.0f} s "
+             f"(red rule = the budget of {result.max_drop:g}; dashed = front)")
+    return alt.layer(budget, front, points, ring, label).properties(title=title, width=560, height=340)
 
 
 def save(chart: Any, path: str | os.PathLike) -> Path:

@@ -1,5 +1,6 @@
 """The `workbench` command: `workbench device [--json]`, `workbench run --model M --recipes "a; b" --out x.csv`
-[--store results.db] [--executor inline|process|dask]."""
+[--store results.db] [--executor inline|process|dask], `workbench search --model M --max-drop 0.5 --budget 10m
+--store s.db --out r.csv`, `workbench report`, `workbench app`."""
 
 from __future__ import annotations
 
@@ -41,6 +42,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=600.0, help="seconds per trial (process and dask executors)")
     run.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local cluster)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    find = sub.add_parser("search", help="find the fastest (or smallest) configuration within an accuracy budget")
+    find.add_argument("--model", default="digits-cnn", help="zoo model name")
+    find.add_argument("--max-drop", type=float, default=1.0,
+                      help="quality you accept to lose: points of accuracy, percent of the baseline's Spearman, or "
+                           "points of fidelity for tasks without labels (default 1.0)")
+    find.add_argument("--budget", default="10m", help="time for the search: seconds or e.g. 90s, 10m, 1h (default 10m)")
+    find.add_argument("--objective", default="latency", choices=("latency", "size"))
+    find.add_argument("--task", default=None, help="sts:PATH to search on STS pairs (text models)")
+    find.add_argument("--holdout", default=None,
+                      help="what the answer is confirmed on, never selected on: 'test' (the zoo's test split, the "
+                           "default), sts:PATH, or a fraction of the task to set apart (e.g. 0.5)")
+    find.add_argument("--recipes", default=None, help='pipelines to try first, separated by ";"')
+    find.add_argument("--space", default=None,
+                      help='what to search over instead of the space built for the model and device: a JSON file or '
+                           'JSON text, {"precision": [null, "int8-static"], "runtime": [null, "to-onnx"]}')
+    find.add_argument("--batch-size", type=int, default=32)
+    find.add_argument("--threads", type=int, default=None)
+    find.add_argument("--min-time", type=float, default=0.3, help="minimum seconds of timing per trial")
+    find.add_argument("--store", default=None, help="SQLite results store: a killed search resumes from it")
+    find.add_argument("--out", default=None, help="write every trial with its verdict (.csv or .parquet)")
+    find.add_argument("--allow-emulated", action="store_true", help="also try fp16/bf16 where this CPU emulates them")
+    find.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="run the papermill report template and render standalone HTML")
     rep.add_argument("--model", default="digits-cnn", help="zoo model name")
@@ -99,6 +123,80 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         results.save(args.out)
         print(f"wrote {len(results)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _search_tasks(model: str, task_spec: str | None, holdout: str | None, seed: int = 0):
+    """(model handle, the task searched on, the held-out task) for `workbench search` and the report."""
+    from . import zoo
+    from .errors import DataError
+
+    if holdout not in (None, "test") and not holdout.startswith("sts:"):
+        try:
+            fraction = float(holdout)
+        except ValueError:
+            raise DataError(f"--holdout {holdout!r}: use test, sts:PATH or a fraction such as 0.5") from None
+    task = _task(task_spec) if task_spec else None
+    held = _task(holdout) if holdout and holdout.startswith("sts:") else None
+    handle, own = zoo.load(model, split="val")
+    task = task or own
+    if held is not None:
+        return handle, task, held
+    if holdout not in (None, "test"):
+        return (handle, *task.split(fraction, seed=seed))
+    if task_spec is None:
+        _, test = zoo.load(model, split="test")
+        if test.fingerprint() != task.fingerprint():
+            return handle, task, test
+    return (handle, *task.split(0.5, seed=seed))  # no test split of its own: half of the task is set apart
+
+
+def _space(text: str):
+    """--space: a JSON file or JSON text of dimension -> choices (null for nothing)."""
+    from pathlib import Path
+
+    from .errors import DataError
+    from .recommend import Space
+
+    source = Path(text).read_text(encoding="utf-8") if text.lower().endswith(".json") and Path(text).is_file() else text
+    try:
+        value = json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"--space {text!r}: not a JSON file or JSON text ({exc.msg} at line {exc.lineno}); write "
+                        '{"precision": [null, "int8-static"], "runtime": [null, "to-onnx"]}') from None
+    return Space(value)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .files import check_writable
+    from .profiling.timing import TimingConfig
+    from .recipes import parse_pipelines
+    from .recommend import check_request
+    from .study import Study
+
+    check_request(args.objective, args.max_drop, args.budget)  # every mistake before the model loads
+    candidates = parse_pipelines(args.recipes) if args.recipes else []
+    space = _space(args.space) if args.space else None
+    if args.out:
+        check_writable(args.out)
+    handle, task, holdout = _search_tasks(args.model, args.task, args.holdout)
+    study = Study(handle, task, batch_size=args.batch_size, threads=args.threads,
+                  timing=TimingConfig(min_time_s=args.min_time), store=args.store)
+    print(f"{args.model}: searching on {task.describe()}; held out: {holdout.describe()}; {study.device.label}",
+          file=sys.stderr)
+    try:
+        found = study.search(holdout=holdout, objective=args.objective, max_drop=args.max_drop, budget_s=args.budget,
+                             space=space, candidates=candidates, allow_emulated=args.allow_emulated,
+                             progress=not args.no_progress)
+    finally:
+        study.close()
+    with_columns = found.tried()
+    print(with_columns.to_string(index=False, max_colwidth=70, float_format=lambda v: f"{v:.4g}"))
+    print()
+    print(found.explanation)
+    if args.out:
+        found.save(args.out)
+        print(f"wrote {len(found.frame)} rows to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -177,7 +275,7 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"device": _cmd_device, "run": _cmd_run, "report": _cmd_report, "app": _cmd_app,
+    handler = {"device": _cmd_device, "run": _cmd_run, "search": _cmd_search, "report": _cmd_report, "app": _cmd_app,
                "models": _cmd_models, "recipes": _cmd_recipes}[args.command]
 
     show = warnings.showwarning

@@ -12,6 +12,7 @@ import gzip
 import json
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,6 +105,13 @@ class InferenceBench(Bench):
 
     def built(self, pipeline: Pipeline) -> ModelHandle | None:
         return self._handles.get(pipeline.spec)
+
+    def release(self, drop: Callable[[str], bool]) -> None:
+        """Forget the built models whose spec `drop` picks (rebuilt if asked for again); runtime exports stay."""
+        for spec in [s for s in self._handles if drop(s)]:
+            handle = self._handles[spec]
+            if not (handle.lineage and handle.lineage[-1].kind == "runtime"):
+                del self._handles[spec]
 
     def __getstate__(self) -> dict:
         """What a worker needs: no built handles (compiled code does not pickle)."""

@@ -112,6 +112,11 @@ class ModelHandle(abc.ABC):
         """Peak bytes allocated during one forward pass on `batch` (activations + workspace)."""
         return None
 
+    def op_types(self) -> frozenset[str]:
+        """The kinds of layer or operator the model is made of (torch module classes, Keras layer classes, ONNX
+        op types): what a search asks before offering a recipe. Empty where the format cannot say."""
+        return frozenset()
+
     def layer_trace(self, batch: Any) -> Any:
         """Every layer's output on `batch` (a `layerprobe.LayerTrace`), for the per-layer view."""
         from .errors import UnsupportedError

@@ -38,7 +38,7 @@ def block_of(layer: str) -> str:
     return layer
 
 
-def _probed_step(pipeline: Pipeline) -> int:
+def probed_step(pipeline: Pipeline) -> int:
     for i in range(len(pipeline.steps) - 1, -1, -1):
         if any(f.name == "exclude" for f in dataclasses.fields(pipeline.steps[i])):
             return i
@@ -48,7 +48,7 @@ def _probed_step(pipeline: Pipeline) -> int:
                          f"this one has {names}")
 
 
-def _excluding(pipeline: Pipeline, index: int, names: tuple[str, ...]) -> Pipeline:
+def excluding(pipeline: Pipeline, index: int, names: tuple[str, ...]) -> Pipeline:
     """`pipeline` with `names` added to the exclude= of its step `index`."""
     step = pipeline.steps[index]
     probe = dataclasses.replace(step, exclude=tuple(step.exclude) + tuple(names))
@@ -64,7 +64,7 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
     if by not in UNITS:
         raise ParameterError("sensitivity", "by", by, f"one of {', '.join(UNITS)}")
     pipeline = study._pipeline(pipeline)
-    index = _probed_step(pipeline)
+    index = probed_step(pipeline)
     changed_by = study.handle(Pipeline(pipeline.steps[:index + 1]))  # a later export does not know the layers
     changed = list(changed_by.changed_layers)
     if not changed:
@@ -81,7 +81,7 @@ def plan(study: Study, pipeline: Any, *, mode: str = "exclude", layers: list[str
     for name in units:
         inside = [n for n in everything if n == name or n.startswith(name + ".")]
         keep = (name,) if mode == "exclude" else tuple(n for n in everything if n not in inside)
-        probes.append((name, _excluding(pipeline, index, keep)))
+        probes.append((name, excluding(pipeline, index, keep)))
     return probes
 
 
@@ -143,7 +143,7 @@ def recover(study: Study, pipeline: Any, *, share: float = 0.5, by: str = "layer
     pipeline = study._pipeline(pipeline)
     ranking = ranking if ranking is not None else sensitivity(study, pipeline, by=by, quality=quality,
                                                               progress=progress)
-    index = _probed_step(pipeline)
+    index = probed_step(pipeline)
     full_row, base_row = _quality_rows(study, pipeline, quality)
     full, base = full_row[quality], base_row[quality]
     lost = base - full
@@ -155,7 +155,7 @@ def recover(study: Study, pipeline: Any, *, share: float = 0.5, by: str = "layer
         return frame
     for layer in list(ranking["layer"])[:max_steps]:
         kept.append(layer)
-        candidate = _excluding(pipeline, index, tuple(kept))
+        candidate = excluding(pipeline, index, tuple(kept))
         row = study.trial(candidate)
         recovered = (row[quality] - full) / lost if lost > 0 and row["status"] == "ok" else np.nan
         rows.append({"kept_fp32": len(kept), "layers": ", ".join(kept), "pipeline": candidate.spec,

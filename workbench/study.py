@@ -270,6 +270,19 @@ class Study(Orchestrator):
         return recover(self, pipeline, share=share, by=by, quality=quality, ranking=ranking, max_steps=max_steps,
                        progress=progress)
 
+    def search(self, *, holdout: Task | None, objective: str = "latency", max_drop: float = 1.0,
+               budget_s: Any = 600, space: Any = None, candidates: Any = (), allow_emulated: bool = False,
+               fallback: bool = True, progress: bool = True, callback: Any = None, stop: Any = None) -> Any:
+        """The fastest (or smallest) configuration within `max_drop` of the baseline's quality, found in
+        `budget_s`, confirmed on `holdout` (a task this study's task was not drawn from; None: not held out, and
+        the answer says so). Every trial is this study's (cached, stored). See `wb.search` and
+        `recommend/loop.py`."""
+        from .recommend.loop import Search
+
+        return Search(self, holdout=holdout, objective=objective, max_drop=max_drop, budget_s=budget_s, space=space,
+                      candidates=candidates, seed=self.bench.config.seed, allow_emulated=allow_emulated,
+                      fallback=fallback, progress=progress, callback=callback, stop=stop).run()
+
     def throughput(self, pipelines: str | Iterable[Any] = "baseline",
                    batch_sizes: Iterable[int] = (1, 8, 32, 128)) -> Any:
         """Samples per second over batch sizes for each pipeline (same timing rules as the trials)."""

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -164,6 +165,40 @@ class Task:
     def describe(self) -> str:
         return f"{self.name}: {len(self)} samples, metric {self.metric_name or 'none (fidelity only)'}"
 
+    # -- parts and resamples (a search selects on one part and reports on another) ----------------
+    @property
+    def units(self) -> int:
+        """How many independent units the metric is computed over (samples; STS: sentence pairs): what `split`
+        divides and a bootstrap resamples."""
+        return len(self.inputs)
+
+    def subset(self, units: np.ndarray, *, name: str | None = None) -> Task:
+        """The same task over these units (training data kept: it is not evaluation data)."""
+        part = copy.copy(self)
+        part.inputs = self.inputs[units]
+        if getattr(self, "labels", None) is not None:
+            part.labels = self.labels[units]
+        part.name = name or f"{self.name}[{len(units)}]"
+        return part
+
+    def split(self, held_out: float = 0.5, *, seed: int = 0) -> tuple[Task, Task]:
+        """(selection part, held-out part): the units shuffled with `seed`, `held_out` of them set apart."""
+        if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0 < held_out < 1:
+            raise DataError(f"held_out must be a fraction between 0 and 1, got {held_out!r}")
+        n = self.units
+        k = int(round(n * held_out))
+        if k < 1 or k > n - 1:
+            raise DataError(f"{self.name} has {n} unit(s): too few to hold {held_out:.0%} out and keep some to "
+                            "select on; pass a held-out task of its own")
+        order = np.random.default_rng(seed).permutation(n)
+        held, kept = np.sort(order[:k]), np.sort(order[k:])
+        return (self.subset(kept, name=f"{self.name} (selection part, {len(kept)} of {n})"),
+                self.subset(held, name=f"{self.name} (held-out part, {k} of {n})"))
+
+    def score_units(self, outputs: np.ndarray, units: np.ndarray) -> float | None:
+        """The metric over some units (a bootstrap resample: indices may repeat); None: no metric."""
+        return None
+
 
 def training_data(task: Task | None) -> tuple[np.ndarray, np.ndarray] | None:
     """(x, y) when the task has labelled classification training data to fine-tune on, else None."""
@@ -238,6 +273,9 @@ class Classification(Task):
 
     def score(self, outputs: np.ndarray) -> float:
         return float((outputs.argmax(axis=1) == self.labels).mean())
+
+    def score_units(self, outputs: np.ndarray, units: np.ndarray) -> float:
+        return float((outputs[units].argmax(axis=1) == self.labels[units]).mean())
 
     def describe(self) -> str:
         return f"{self.name}: {len(self)} samples, {self.num_classes} classes, metric accuracy"

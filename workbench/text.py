@@ -86,6 +86,11 @@ class TextTask(Task):
         restored[self.order] = outputs
         return restored
 
+    def subset(self, units: np.ndarray, *, name: str | None = None) -> TextTask:
+        part = super().subset(units, name=name)
+        part.order = np.argsort([len(s) for s in part.inputs], kind="stable") if self.sort_by_length else None
+        return part
+
     def fingerprint(self) -> str:
         """The sentences, the batching by length, and for STS every pair and gold score (not their repr)."""
         import hashlib
@@ -144,18 +149,40 @@ class STS(TextTask):
                     break
         if not pairs:
             raise DataError(f"{self.path.name} holds no sentence pairs")
+        self._set_pairs(pairs, np.array(gold), f"sts:{self.path.name}", sort_by_length)
+
+    def _set_pairs(self, pairs: list[tuple[str, str]], gold: np.ndarray, name: str, sort_by_length: bool) -> None:
         sentences = list(dict.fromkeys(s for pair in pairs for s in pair))
         index = {s: i for i, s in enumerate(sentences)}
         self.pairs = np.array([(index[a], index[b]) for a, b in pairs])
-        self.gold = np.array(gold)
-        super().__init__(sentences, name=f"sts:{self.path.name}", sort_by_length=sort_by_length)
+        self.gold = gold
+        TextTask.__init__(self, sentences, name=name, sort_by_length=sort_by_length)
+
+    @property
+    def units(self) -> int:
+        return len(self.pairs)
+
+    def subset(self, units: np.ndarray, *, name: str | None = None) -> STS:
+        """The same file's task over these sentence pairs (and only the sentences they use)."""
+        part = object.__new__(STS)
+        part.path = self.path
+        pairs = [(self.inputs[a], self.inputs[b]) for a, b in self.pairs[units]]
+        part._set_pairs(pairs, self.gold[units], name or f"{self.name}[{len(units)}]", self.sort_by_length)
+        return part
+
+    def _similarities(self, outputs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        a, b = outputs[pairs[:, 0]], outputs[pairs[:, 1]]
+        return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
     def score(self, outputs: np.ndarray) -> float:
         from scipy.stats import spearmanr
 
-        a, b = outputs[self.pairs[:, 0]], outputs[self.pairs[:, 1]]
-        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-        return float(spearmanr(cos, self.gold).statistic)
+        return float(spearmanr(self._similarities(outputs, self.pairs), self.gold).statistic)
+
+    def score_units(self, outputs: np.ndarray, units: np.ndarray) -> float:
+        from scipy.stats import spearmanr
+
+        return float(spearmanr(self._similarities(outputs, self.pairs[units]), self.gold[units]).statistic)
 
     def describe(self) -> str:
         return f"{self.name}: {len(self.pairs)} pairs, {len(self)} sentences, metric Spearman"

@@ -214,6 +214,14 @@ class KerasModel(ModelHandle):
     def weight_stats(self) -> WeightStats:
         return WeightStats.from_arrays(array for _, array in self.weights())
 
+    def op_types(self) -> frozenset[str]:
+        layers, seen = list(self.payload.layers), set()
+        while layers:  # nested models and wrappers hold layers of their own
+            layer = layers.pop()
+            seen.add(type(layer).__name__)
+            layers += list(getattr(layer, "layers", ()))
+        return frozenset(seen)
+
     def flops(self, batch: Any) -> int | None:
         """Floating-point operations of one forward pass, counted by TensorFlow's profiler on the frozen graph."""
         tf = _tf.tf()

@@ -88,6 +88,12 @@ class OrtModel(ThreadedRuntime, ModelHandle):
     def serialize(self) -> bytes:
         return self.payload
 
+    def op_types(self) -> frozenset[str]:
+        import onnx
+
+        graph = onnx.load_from_string(self.payload).graph
+        return frozenset(node.op_type for node in graph.node)
+
     def weight_stats(self) -> WeightStats:
         import onnx
         from onnx import numpy_helper

@@ -158,6 +158,9 @@ class TorchModel(ModelHandle):
             torch.save((self.stats_module or self.eager_module).state_dict(), buffer)
         return buffer.getvalue()
 
+    def op_types(self) -> frozenset[str]:
+        return frozenset(type(m).__name__ for m in (self.stats_module or self.eager_module).modules())
+
     def weight_stats(self) -> WeightStats:
         params = nonzero = prunable = prunable_nonzero = 0
         for name, value in _weight_tensors((self.stats_module or self.eager_module).state_dict()):
