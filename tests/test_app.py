@@ -126,3 +126,24 @@ def test_two_sessions_have_independent_kernels(app_url, browser):
     assert "showing int8-dynamic" not in second.inner_text("body")
     first.close()
     second.close()
+
+
+def test_find_it_in_the_dashboard_lands_trials_on_the_chart_then_answers(app_url, browser):
+    url, _ = app_url
+    page, outside, _ = _open(browser, url)
+    page.get_by_text("find the fastest within").click()
+    page.locator("select:has(option:text-is('30 s'))").select_option(label="30 s")
+    before = _points(page)
+    page.get_by_role("button", name="find it").click()
+    page.wait_for_function("document.body.innerText.includes('searching:')", timeout=60_000)
+    # trials land on the chart while the search runs, not only at the end
+    page.wait_for_function(f"document.querySelectorAll('.mark-symbol path').length > {before}", timeout=120_000)
+    assert "searching:" in page.inner_text("body") or "Searched" in page.inner_text("body")
+    page.wait_for_function("document.body.innerText.includes('Searched ')", timeout=240_000)
+    text = page.inner_text("body")
+    assert "Recommended:" in text or "No configuration met the budget" in text or "ship the baseline" in text
+    assert "Held out (digits/test)" in text or "No configuration" in text
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-search.png"), full_page=True)
+    assert not outside
+    page.close()

@@ -25,7 +25,8 @@ def _images(text):
 
 
 def test_two_parameter_sets_give_two_correct_reports(tmp_path):
-    cnn, cnn_out = _report(tmp_path / "a", "--model", "digits-cnn", "--recipes", "int8-static; prune(0.5)")
+    cnn, cnn_out = _report(tmp_path / "a", "--model", "digits-cnn", "--recipes", "int8-static; prune(0.5)",
+                           "--search", "20s", "--max-drop", "1")
     mlp, mlp_out = _report(tmp_path / "b", "--model", "digits-mlp", "--recipes", "int8-dynamic; fold-bn")
     assert cnn.returncode == 0, cnn.stderr
     assert mlp.returncode == 0, mlp.stderr
@@ -35,9 +36,14 @@ def test_two_parameter_sets_give_two_correct_reports(tmp_path):
     for text in (a, b):
         assert len(_images(text)) >= 3                       # trade-off, latency, size: embedded SVG
         assert not re.search(r'<script[^>]+src="https?://', text)  # nothing to fetch to see it
-        assert "Conditions of measurement" in text and "Recommendations" in text and "The machine" in text
-    # the layer view of the best configuration: its explanation, chart and table (int8-static is the fastest here)
-    assert "Why: <code>int8-static</code>, layer by layer" in a and "of the time" in a and len(_images(a)) >= 4
+        assert "Conditions of measurement" in text and "The machine" in text
+        assert re.search(r"<h2[^>]*>Recommendation", text) and "Ship <code>" in text and "held-out" in text
+    # the search went beyond the listed pipelines (each recipe alone first), and chose on the validation split
+    assert "each recipe alone" in a and "asked for" in a
+    best = re.search(r"Ship <code>([^<]+)</code>", a).group(1)
+    assert f"Why: <code>{best}</code>" in a and len(_images(a)) >= 4  # the layer view, or why there is none
+    # the layer view of the recommendation: its explanation, chart and table
+    assert "Why: <code>int8-dynamic</code>, layer by layer" in b and "of the time" in b and len(_images(b)) >= 5
     # the MLP has no BatchNorm: fold-bn is a row that says so, and the report still renders
     assert "unsupported" in b and "no BatchNorm" in b
 
@@ -55,6 +61,8 @@ def test_a_failing_cell_leaves_a_report_that_says_where_and_why(tmp_path):
     (["--recipes", "prune(7)"], "[0.0, 1.0)"),
     (["--recipes", "fold-bn", "--batch-size", "0"], "--batch-size"),
     (["--recipes", "fold-bn", "--task", "csv:data.csv"], "sts:PATH"),
+    (["--recipes", "fold-bn", "--max-drop", "-2"], "max_drop"),
+    (["--recipes", "fold-bn", "--search", "soon"], "--search"),
 ])
 def test_bad_report_parameters_exit_2(tmp_path, args, fragment):
     proc = subprocess.run([sys.executable, "-m", "workbench", "report", *args, "--out", str(tmp_path / "r.html")],

@@ -237,3 +237,46 @@ def test_the_panel_shows_keep_boxes_and_the_explanation(panel_study, tmp_path):
     panel.keep_boxes.children[0].value = True
     assert panel.model.shown["pipeline"] == "int8-dynamic(exclude='12')"
     assert panel.model.shown["precision"] == "fp32"
+
+
+def test_find_it_searches_in_the_background_and_lands_trials_on_the_chart(cnn):
+    model_, task = cnn
+    _, test = wb.zoo.load("digits-cnn", split="test")
+    study = wb.Study(model_, task, timing=FAST, measure_memory=False)
+    panel = TradeoffModel(study, background=True, holdout=test)
+    seen = []
+    panel.on_change(lambda: seen.append(panel.search_status()))
+    with pytest.raises(wb.ParameterError, match="max_drop"):
+        panel.search(max_drop=-1)                      # refused at once, nothing started
+    assert not panel.searching
+    panel.search(max_drop=1.0, budget_s=25)
+    assert panel.searching
+    with pytest.raises(wb.WorkbenchError, match="already running"):
+        panel.search(max_drop=1.0, budget_s=25)
+    panel.set(precision="int8-dynamic")                # the panel stays usable meanwhile
+    assert panel.wait_search(timeout=240) and panel.search_error is None, panel.search_error
+    found = panel.found
+    running = [s for s in seen if s.startswith("searching:")]
+    assert len(running) >= 3                           # progress while it ran: trials, best so far, time left
+    assert "s left" in running[-1] and "trial(s)" in running[-1]
+    assert found.stopped != "running" and panel.search_status() == found.explanation
+    charted = set(panel.frame()["pipeline"])           # every trial it measured is on the panel's chart
+    assert set(found.frame["pipeline"]) <= charted
+    if found.met:
+        assert found.recommended in panel.pinned and found.check_of(found.recommended).drop <= 1.0
+
+
+def test_the_panel_shows_the_find_control_and_its_answer(panel_study):
+    from widgets import TradeoffPanel
+
+    _, test = wb.zoo.load("digits-cnn", split="test")
+    panel = TradeoffPanel(panel_study, background=False, holdout=test)
+    assert "find the fastest" in panel.finder.get_title(0)
+    panel.find_drop.value, panel.find_budget.value = 1.0, 30
+    panel.find_budget.options = [("10 s", 10)] + list(panel.find_budget.options)
+    panel.find_budget.value = 10
+    panel._find()
+    assert panel.model.wait_search(timeout=240)
+    panel.refresh()
+    assert panel.find_status.value.startswith("<p>Searched") and not panel.find_button.disabled
+    assert "<svg" in panel.find_chart.value or "vega" in panel.find_chart.value

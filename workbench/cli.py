@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--threads", type=int, default=0, help="0: all available cores")
     rep.add_argument("--min-time", type=float, default=0.3)
     rep.add_argument("--store", default=None, help="SQLite results store")
+    rep.add_argument("--max-drop", type=float, default=1.0,
+                     help="the recommendation loses at most this much quality (points of accuracy, %% of Spearman)")
+    rep.add_argument("--objective", default="latency", choices=("latency", "size"))
+    rep.add_argument("--search", default="0",
+                     help="time to search beyond the listed pipelines, e.g. 2m (default 0: choose among them)")
     rep.add_argument("--out", required=True, help="the HTML file to write")
 
     app = sub.add_parser("app", help="serve the dashboard (Voila) on 127.0.0.1")
@@ -235,6 +240,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.threads < 0:
         raise DataError(f"--batch-size must be >= 1 and --threads >= 0, got {args.batch_size} and {args.threads}")
     TimingConfig(min_time_s=args.min_time)
+    from .recommend import check_request, parse_duration
+
+    search_budget = 0.0 if args.search.strip() in ("0", "0s") else parse_duration(args.search, "--search")
+    check_request(args.objective, args.max_drop, search_budget or 120)
     if not args.out.lower().endswith((".html", ".htm")):
         raise DataError(f"--out must name an .html file, got {args.out!r}")
     from pathlib import Path
@@ -243,7 +252,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     check_writable(Path(args.out).with_suffix(".csv"))
     params = {"model": args.model, "recipes": args.recipes, "task": args.task, "split": args.split,
-              "batch_size": args.batch_size, "threads": args.threads, "min_time": args.min_time, "store": args.store}
+              "batch_size": args.batch_size, "threads": args.threads, "min_time": args.min_time, "store": args.store,
+              "max_drop": args.max_drop, "objective": args.objective, "search_budget": search_budget}
     print(f"wrote {render(params, args.out)}")
     return 0
 

@@ -91,6 +91,11 @@ class Recipe:
                 return f"{prev.to_spec()} checks the finished model for a target; put {self.to_spec()} before it"
             if self.kind == "runtime" and prev.kind == "runtime":
                 return (f"{prev.to_spec()} and {self.to_spec()} are two runtimes; a pipeline ends in at most one")
+            if prev.produces and prev.produces in self.formats:  # this step runs on what the runtime made
+                for param, formats in self.format_params.items():
+                    if prev.produces not in formats and getattr(self, param) != _default(type(self), param):
+                        return (f"{self.to_spec()} runs on the {prev.produces} model {prev.to_spec()} makes, and "
+                                f"{param} applies to {' and '.join(formats)} models only: leave {param} out")
         return None
 
     # -- behaviour -----------------------------------------------------------------------------

@@ -103,10 +103,9 @@ class Search:
         self.fallback, self.progress, self.callback = fallback, progress, callback
         self.stop = stop or threading.Event()
         self.candidates = parse_pipelines(candidates) if candidates else []
-        if isinstance(space, (str, list, tuple)) and not isinstance(space, Space):
-            self.candidates += parse_pipelines(space)  # a list of pipelines: choose among exactly those
-            space = None if self.candidates else space
-            self.space: Space | None = None
+        self.space: Space | None = None
+        if isinstance(space, (str, list, tuple)):
+            self.candidates += parse_pipelines(space) if space else []  # pipelines: choose among exactly those
         elif isinstance(space, Space):
             self.space = space
         elif isinstance(space, dict):
@@ -187,7 +186,7 @@ class Search:
         optuna = require("optuna", "search", "the search")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         made, impossible = self.space.enumerate()
-        self._made = made
+        self.impossible.update(impossible)  # combinations that cannot work: refused without building anything
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(seed=self.seed, multivariate=True,
@@ -198,7 +197,9 @@ class Search:
             choice = made.get(pipeline.spec)
             if choice is not None:
                 opt.enqueue_trial(choice, skip_if_exists=True)
-        queued = len(self.candidates) + len(self.space.singles())
+            elif not made and pipeline not in self.candidates:  # a space too large to enumerate: measured directly
+                self._measure(pipeline, "each recipe alone", bar)
+        queued = len(opt.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
         seen: dict[str, tuple[float, float]] = {}
         while not self._out_of_time():
             if made and len(seen) >= len(made):
@@ -329,7 +330,14 @@ class Search:
         self.study.bench.release(lambda spec: spec not in keep)
 
     def _out_of_time(self) -> bool:
-        return self.stop.is_set() or time.monotonic() - self._started >= self.budget_s
+        """Stopped, or less time left than a typical trial has taken (the median so far): a trial is not started
+        that would most likely end past the budget."""
+        if self.stop.is_set():
+            return True
+        left = self.budget_s - (time.monotonic() - self._started)
+        durations = sorted(float(self.study.trial(s).get("duration_s") or 0) for s in self._order[1:])
+        typical = durations[len(durations) // 2] if durations else 0.0
+        return left <= 0 or left < typical
 
     # -- progress ----------------------------------------------------------------------------------
     def _bar(self) -> Any:

@@ -25,6 +25,9 @@ def to_onnx(recipe: ToOnnx, handle: TorchModel, context: ApplyContext):
     spec = recipe.to_spec()
     if handle.runtime != "eager" or handle.device != "cpu":
         raise UnsupportedError(spec, "it exports an eager CPU model")
+    if handle.precision == "bf16":
+        raise UnsupportedError(spec, "ONNX Runtime's CPU kernels take no bfloat16 convolutions or matrix products: "
+                                     "export the fp32 model (bf16 is a torch precision here)")
     example = handle.export_example(context)
     args, kwargs = (example, {}) if not isinstance(example, dict) else ((), example)
     args = args if isinstance(args, tuple) else (args,)
