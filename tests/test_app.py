@@ -131,7 +131,7 @@ def test_two_sessions_have_independent_kernels(app_url, browser):
 def test_find_it_in_the_dashboard_lands_trials_on_the_chart_then_answers(app_url, browser):
     url, _ = app_url
     page, outside, _ = _open(browser, url)
-    page.get_by_text("find the fastest within").click()
+    page.get_by_text("find the fastest within … (search)").click()
     page.locator("select:has(option:text-is('30 s'))").select_option(label="30 s")
     before = _points(page)
     page.get_by_role("button", name="find it").click()

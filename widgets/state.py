@@ -241,6 +241,7 @@ class TradeoffModel(TrialModel):
         self.search_error: str | None = None
         self._search_thread: threading.Thread | None = None
         self._search_stop = threading.Event()
+        self._search_running = threading.Event()  # cleared before the last notification: the view shows the answer
         super().__init__(study, PanelState(framework=self.framework), background=background)
 
     def check(self, changes: dict) -> None:
@@ -290,7 +291,7 @@ class TradeoffModel(TrialModel):
     # -- find it for me ---------------------------------------------------------------------------
     @property
     def searching(self) -> bool:
-        return self._search_thread is not None and self._search_thread.is_alive()
+        return self._search_running.is_set()
 
     def search(self, *, objective: str = "latency", max_drop: float = 1.0, budget_s: float = 60) -> None:
         """Search in the background (wb.Study.search): each trial lands on the chart as it is measured; when it
@@ -310,8 +311,11 @@ class TradeoffModel(TrialModel):
                     self.pinned.append(self.found.recommended)
             except Exception as exc:  # the panel stays usable and says what went wrong
                 self.search_error = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._search_running.clear()
             self._notify()
 
+        self._search_running.set()
         self._search_thread = threading.Thread(target=work, name="panel-search", daemon=True)
         self._search_thread.start()
         self._notify()
@@ -320,9 +324,10 @@ class TradeoffModel(TrialModel):
         self._search_stop.set()
 
     def wait_search(self, timeout: float | None = None) -> bool:
+        """Block until the search and its last notification are done (for scripts and tests)."""
         if self._search_thread is not None:
             self._search_thread.join(timeout)
-        return not self.searching
+        return self._search_thread is None or not self._search_thread.is_alive()
 
     def _search_progress(self, partial: Any) -> None:
         self.found = partial
@@ -335,7 +340,7 @@ class TradeoffModel(TrialModel):
         found = self.found
         if found is None:
             return "searching…" if self.searching else ""
-        if self.searching or found.stopped == "running":
+        if found.stopped == "running":
             ok = found.frame[(found.frame["status"] == "ok") & (found.frame["drop"] <= found.max_drop)]
             best = ok.sort_values(found.column).iloc[0] if len(ok) else None
             left = max(0.0, found.budget_s - found.elapsed_s)

@@ -195,8 +195,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
                              progress=not args.no_progress)
     finally:
         study.close()
-    with_columns = found.tried()
-    print(with_columns.to_string(index=False, max_colwidth=70, float_format=lambda v: f"{v:.4g}"))
+    print(found.tried().to_string(index=False, max_colwidth=70, float_format=lambda v: f"{v:.4g}"))
+    front = found.front()
+    print(f"\nfront ({found.objective} against the quality drop on {found.selection}): " + "; ".join(
+        f"{r['pipeline']} ({r[found.column]:.4g}, drop {r['drop']:.2f})" for _, r in front.iterrows()))
     print()
     print(found.explanation)
     if args.out:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -163,6 +164,10 @@ class InferenceBench(Bench):
                        engine=handle.engine or "n/a")
             notes += handle.notes
             notes += self._device_notes(handle)
+            if handle.format in ("torch", "torchscript") and threading.current_thread() is not threading.main_thread():
+                notes.append("timed on a background thread: torch's OpenMP pool there is not the process's first, "
+                             "which made 2-thread convolutions up to 2.5x slower on a 2-core machine; time it from "
+                             "the main thread (a script, a notebook cell, `workbench run`) to compare with runtimes")
             self._fill_latency(row, handle, notes)  # first: its first call is the one that pays for compilation
             self._fill_quality(row, handle)
             self._fill_size(row, handle)

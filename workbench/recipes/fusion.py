@@ -85,3 +85,10 @@ class ExecuTorch(Recipe):
     kind = "runtime"
     formats = ("torch",)
     summary = "ExecuTorch program with the XNNPACK delegate (mobile runtime)"
+
+    def conflicts_with(self, earlier):
+        quantized = next((s for s in earlier if s.kind == "precision" and s.name.startswith(("int8", "qat"))), None)
+        if quantized is not None:
+            return (f"ExecuTorch lowers a float model with torch.export; {quantized.to_spec()} makes torch.ao "
+                    "quantized modules it cannot lower: run executorch on the float model")
+        return super().conflicts_with(earlier)

@@ -25,9 +25,10 @@ def to_onnx(recipe: ToOnnx, handle: TorchModel, context: ApplyContext):
     spec = recipe.to_spec()
     if handle.runtime != "eager" or handle.device != "cpu":
         raise UnsupportedError(spec, "it exports an eager CPU model")
-    if handle.precision == "bf16":
-        raise UnsupportedError(spec, "ONNX Runtime's CPU kernels take no bfloat16 convolutions or matrix products: "
-                                     "export the fp32 model (bf16 is a torch precision here)")
+    if handle.precision in ("bf16", "fp16"):
+        raise UnsupportedError(spec, f"ONNX Runtime's CPU execution provider has no {handle.precision} convolutions "
+                                     f"or matrix products to run a {handle.precision} graph with: export the fp32 model "
+                                     f"({handle.precision} is a torch precision here)")
     example = handle.export_example(context)
     args, kwargs = (example, {}) if not isinstance(example, dict) else ((), example)
     args = args if isinstance(args, tuple) else (args,)
