@@ -237,12 +237,13 @@ def search(result: Any):
     x_title = "latency p50 (ms)" if result.objective == "latency" else "size (KB)"
     data["x"] = data[result.column].astype(float) / (1 if result.objective == "latency" else 1024)
     data["class"] = [search_class(str(v)) for v in data["verdict"]]
+    data["origin"] = [("fallback (layers kept in float)" if str(o).startswith("fallback") else o) for o in data["origin"]]
     y = alt.Y("drop:Q", title=f"drop ({result.quality.unit}, selection split)", scale=alt.Scale(reverse=True))
     base = alt.Chart(data).encode(x=alt.X("x:Q", title=x_title, scale=alt.Scale(type="log")), y=y)
     points = base.mark_point(filled=True, size=110, opacity=0.85).encode(
         color=alt.Color("class:N", title=None, scale=alt.Scale(domain=list(SEARCH_CLASSES),
                                                                  range=list(SEARCH_CLASSES.values()))),
-        shape=alt.Shape("origin:N", title="proposed by", legend=None),
+        shape=alt.Shape("origin:N", title="proposed by"),
         tooltip=["pipeline", "origin", "verdict", alt.Tooltip("x:Q", title=x_title, format=".4g"),
                  alt.Tooltip("drop:Q", format=".3f"), alt.Tooltip("heldout_drop:Q", format=".3f"),
                  alt.Tooltip("heldout_ci_low:Q", format=".3f"), alt.Tooltip("heldout_ci_high:Q", format=".3f")])
@@ -253,7 +254,8 @@ def search(result: Any):
         y="drop:Q")
     picked = data[data["class"] == "recommended"]
     ring = alt.Chart(picked).mark_point(size=800, filled=False, strokeWidth=2, color="#d62728").encode(x="x:Q", y="drop:Q")
-    label = alt.Chart(picked).mark_text(dy=-20, fontSize=11, color="#d62728").encode(x="x:Q", y="drop:Q", text="pipeline:N")
+    label = alt.Chart(picked).mark_text(align="left", dx=14, dy=-14, fontSize=11, color="#d62728").encode(
+        x="x:Q", y="drop:Q", text="pipeline:N")
     title = (f"search: {len(result.frame) - 1} configurations in {result.elapsed_s:.0f} s "
              f"(red rule = the budget of {result.max_drop:g}; dashed = front)")
     return alt.layer(budget, front, points, ring, label).properties(title=title, width=560, height=340)
