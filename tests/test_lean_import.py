@@ -28,10 +28,12 @@ def test_public_api_is_pinned():
     assert sorted(wb.__all__) == sorted([
         "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
         "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
-        "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SpecError", "Study", "TimingConfig",
+        "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SearchResult", "Space", "SpecError",
+        "Study", "TimingConfig",
         "TrainingStudy", "Trial", "TrialRecord",
         "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError",
-        "__version__", "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "tasks",
+        "__version__", "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "recommend",
+        "search", "tasks",
         "text", "wrap", "zoo",
     ])
     for name in wb.__all__:

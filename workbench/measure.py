@@ -49,6 +49,17 @@ class Settings:
     target: str = "cpu"
 
 
+_TORCH_THREAD: list[int] = []
+
+
+def _first_torch_thread() -> bool:
+    """Whether this thread is the first in the process to run a torch model here: another thread's OpenMP pool makes
+    torch's intra-op threads slower (measured 2.5x on a 2-core machine), which rows timed elsewhere say."""
+    if not _TORCH_THREAD:
+        _TORCH_THREAD.append(threading.get_ident())
+    return _TORCH_THREAD[0] == threading.get_ident()
+
+
 class _TrialFailure(Exception):
     def __init__(self, stage: str, exc: BaseException):
         self.stage, self.exc = stage, exc
@@ -120,6 +131,8 @@ class InferenceBench(Bench):
 
     # -- measuring -------------------------------------------------------------------------------
     def outputs(self, handle: ModelHandle) -> np.ndarray:
+        if handle.format in ("torch", "torchscript"):
+            _first_torch_thread()  # the thread whose OpenMP pool torch made first
         with handle.session(self.threads):
             batches = [handle.predict(b) for b in self.task.batches(self.config.eval_batch)]
         return self.task.restore(np.concatenate(batches))
@@ -164,10 +177,10 @@ class InferenceBench(Bench):
                        engine=handle.engine or "n/a")
             notes += handle.notes
             notes += self._device_notes(handle)
-            if handle.format in ("torch", "torchscript") and threading.current_thread() is not threading.main_thread():
-                notes.append("timed on a background thread: torch's OpenMP pool there is not the process's first, "
-                             "which made 2-thread convolutions up to 2.5x slower on a 2-core machine; time it from "
-                             "the main thread (a script, a notebook cell, `workbench run`) to compare with runtimes")
+            if handle.format in ("torch", "torchscript") and not _first_torch_thread():
+                notes.append("timed on another thread than the one that ran torch first in this process: a second "
+                             "OpenMP pool made 2-thread convolutions up to 2.5x slower on a 2-core machine; time it "
+                             "from a script, a notebook cell or `workbench run` to compare it with other runtimes")
             self._fill_latency(row, handle, notes)  # first: its first call is the one that pays for compilation
             self._fill_quality(row, handle)
             self._fill_size(row, handle)
