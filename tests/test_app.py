@@ -142,7 +142,7 @@ def test_find_it_in_the_dashboard_lands_trials_on_the_chart_then_answers(app_url
     page.wait_for_function("document.body.innerText.includes('Searched ')", timeout=240_000)
     text = page.inner_text("body")
     assert "Recommended:" in text or "No configuration met the budget" in text or "ship the baseline" in text
-    assert "Held out (digits/test)" in text or "No configuration" in text
+    assert "Held out (digits/test)" in text or "No configuration" in text or "ship the baseline" in text
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-search.png"), full_page=True)
     assert not outside
