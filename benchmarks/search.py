@@ -40,19 +40,6 @@ def _tasks(name: str):
     return model, task, wb.zoo.load(name, split="test")[1]
 
 
-def _interleaved(study: wb.Study, specs: list[str], rounds: int, timing: wb.TimingConfig) -> dict[str, list[float]]:
-    from workbench.profiling.timing import measure_latency
-
-    batch = study.task.sample(study.batch_size)
-    handles = {s: study.handle(s) for s in specs}
-    out = {s: [] for s in specs}
-    for r in range(rounds):
-        for spec in (specs if r % 2 == 0 else specs[::-1]):
-            with handles[spec].session(study.threads):
-                out[spec].append(measure_latency(handles[spec].runner(batch), timing, sync=handles[spec].synchronize).p50)
-    return out
-
-
 def run(rounds: int, timing: wb.TimingConfig, threads: int, quick: bool | None = None) -> list[Row]:
     quick = timing.min_time_s < 0.1 if quick is None else quick
     rows = []
@@ -81,7 +68,7 @@ def run(rounds: int, timing: wb.TimingConfig, threads: int, quick: bool | None =
         if same:  # the same model (e.g. per_channel=true is what auto means on ONNX Runtime): equal by definition
             ratios = [1.0] * rounds
         else:
-            per = _interleaved(study, [hand, winner], rounds, timing)
+            per = study.interleaved([hand, winner], rounds)
             ratios = [a / b for a, b in zip(per[hand], per[winner])]
         median, iqr = quantiles(ratios)
         held = found.check_of(winner)

@@ -283,6 +283,22 @@ class Study(Orchestrator):
                       candidates=candidates, seed=self.bench.config.seed, allow_emulated=allow_emulated,
                       fallback=fallback, progress=progress, callback=callback, stop=stop).run()
 
+    def interleaved(self, pipelines: Iterable[Any], rounds: int = 5) -> dict[str, list[float]]:
+        """Per-round median latency (ms) of each pipeline's model at the study's batch, the models taking turns in
+        every round (who goes first alternates): what a ratio measured under a noisy machine's load is built on."""
+        specs = [self._pipeline(p).spec for p in pipelines]
+        handles = {spec: self.handle(spec) for spec in specs}
+        batch = self.task.sample(self.batch_size)
+        out: dict[str, list[float]] = {spec: [] for spec in specs}
+        with self._lock:
+            for r in range(rounds):
+                for spec in (specs if r % 2 == 0 else specs[::-1]):
+                    handle = handles[spec]
+                    with handle.session(self.threads):
+                        out[spec].append(measure_latency(handle.runner(batch), self.timing,
+                                                         sync=handle.synchronize).p50)
+        return out
+
     def throughput(self, pipelines: str | Iterable[Any] = "baseline",
                    batch_sizes: Iterable[int] = (1, 8, 32, 128)) -> Any:
         """Samples per second over batch sizes for each pipeline (same timing rules as the trials)."""

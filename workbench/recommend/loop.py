@@ -125,6 +125,8 @@ class Search:
         self.impossible: dict[str, str] = {}
         self.notes: list[str] = []
         self._order: list[str] = ["baseline"]
+        self._measured: dict[str, tuple[float, float]] = {}  # spec → (objective, drop), as `_values` reads its row
+        self._durations: list[float] = []  # seconds each trial of this search took to measure
         self._started = 0.0
         self._repeats = 0
 
@@ -166,19 +168,8 @@ class Search:
         first quartile, third quartile) of the ratios — what a number measured once, perhaps under load, is not."""
         import numpy as np
 
-        from ..profiling.timing import measure_latency
-
-        handles = [self.study.baseline, self.study.handle(spec)]
-        batch = self.study.task.sample(self.study.batch_size)
-        ratios = []
-        with self.study._lock:
-            for r in range(rounds):
-                medians = {}
-                for i in (0, 1) if r % 2 == 0 else (1, 0):
-                    with handles[i].session(self.study.threads):
-                        medians[i] = measure_latency(handles[i].runner(batch), self.study.timing,
-                                                     sync=handles[i].synchronize).p50
-                ratios.append(medians[0] / medians[1])
+        per = self.study.interleaved(["baseline", spec], rounds)
+        ratios = [b / v for b, v in zip(per["baseline"], per[spec])]
         q1, median, q3 = np.percentile(ratios, [25, 50, 75])
         return float(median), float(q1), float(q3)
 
@@ -200,9 +191,8 @@ class Search:
             elif not made and pipeline not in self.candidates:  # a space too large to enumerate: measured directly
                 self._measure(pipeline, "each recipe alone", bar)
         queued = len(opt.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
-        seen: dict[str, tuple[float, float]] = {}
         while not self._out_of_time():
-            if made and len(seen) >= len(made):
+            if made and len(made.keys() & self._measured.keys()) >= len(made):
                 return
             trial = opt.ask()
             choice = {d: trial.suggest_categorical(d, cs) for d, cs in params.items()}
@@ -214,14 +204,13 @@ class Search:
                 if self._repeated():
                     return
                 continue
-            if pipeline.spec in seen:
-                self._tell(opt, trial, seen[pipeline.spec])
+            if pipeline.spec in self._measured:
+                self._tell(opt, trial, self._measured[pipeline.spec])
                 if self._repeated():
                     return
                 continue
             self._repeats = 0
             values = self._measure(pipeline, "each recipe alone" if trial.number < queued else "sampler", bar)
-            seen[pipeline.spec] = values
             self._tell(opt, trial, values)
 
     def _repeated(self) -> bool:
@@ -247,7 +236,8 @@ class Search:
         if pipeline.spec not in self.origin:
             self.origin[pipeline.spec] = origin
             self._order.append(pipeline.spec)
-        values = self._values(row)
+            self._durations.append(float(row.get("duration_s") or 0))
+        values = self._measured[pipeline.spec] = self._values(row)
         self._after(bar)
         if self.fallback and self._worth_a_fallback(pipeline, row, values):
             self._fall_back(pipeline, values, bar)
@@ -264,8 +254,7 @@ class Search:
     def _best(self) -> float:
         """The best objective within the budget on validation so far (the baseline's at worst)."""
         best = float(self.base_row[self.column])
-        for spec in self._order:
-            value, drop = self._values(self.study.trial(spec))
+        for value, drop in self._measured.values():
             if drop <= self.max_drop and value < best:
                 best = value
         return best
@@ -324,8 +313,7 @@ class Search:
 
     def _release(self) -> None:
         """Drop built models the held-out check will not need (a text model is ~90 MB each)."""
-        ok = [(v, s) for s in self._order for v, d in [self._values(self.study.trial(s))]
-              if d <= self.max_drop and v == v]
+        ok = [(v, s) for s, (v, d) in self._measured.items() if d <= self.max_drop and v == v]
         keep = {s for _, s in sorted(ok)[:KEEP_BUILT]}
         self.study.bench.release(lambda spec: spec not in keep)
 
@@ -335,7 +323,7 @@ class Search:
         if self.stop.is_set():
             return True
         left = self.budget_s - (time.monotonic() - self._started)
-        durations = sorted(float(self.study.trial(s).get("duration_s") or 0) for s in self._order[1:])
+        durations = sorted(self._durations)
         typical = durations[len(durations) // 2] if durations else 0.0
         return left <= 0 or left < typical
 
