@@ -19,7 +19,7 @@ NEW = [dict(precision="int8-dynamic"), dict(precision="int8-static"), dict(spars
 
 
 def run(rounds: int, timing: TimingConfig, threads: int) -> list[Row]:
-    from widgets import TradeoffModel
+    from workbench.widgets import TradeoffModel
 
     model, task = wb.zoo.load("digits-cnn")
     study = wb.Study(model, task, threads=threads, timing=PANEL_TIMING)

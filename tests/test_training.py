@@ -101,7 +101,7 @@ def test_what_cannot_work_is_a_row_or_a_clear_error(cnn32_task):
 
 @pytest.mark.slow
 def test_training_panel_toggles_recipes(cnn32_task):
-    from widgets import TrainingModel, TrainingPanel
+    from workbench.widgets import TrainingModel, TrainingPanel
 
     torch.manual_seed(0)
     study = wb.TrainingStudy(build("digits-cnn32"), cnn32_task, batch_size=64, steps=5, warmup_steps=1)
@@ -109,7 +109,8 @@ def test_training_panel_toggles_recipes(cnn32_task):
     model.set(checkpoint=True)
     assert model.shown["pipeline"] == "checkpoint(4)"
     table = {r["quantity"]: r for r in model.comparison()}
-    assert float(table["peak memory (bytes)"]["change"][:-1]) < 0.8
+    memory = table["peak memory"]
+    assert memory["ratio"] < 0.8 and memory["change"].endswith("x less") and memory["verdict"] == "better"
     model.set(grad_accum=2)
     assert model.shown["pipeline"] == "checkpoint(4) + grad-accum(2)"
     spec = model.chart().to_dict()

@@ -1,11 +1,12 @@
 """The panel, driven through its state (set a value, assert the numbers and the chart spec), not pixels."""
 
+import re
 import time
 
 import pytest
 
 import workbench as wb
-from widgets import PanelState, TradeoffModel, availability
+from workbench.widgets import PanelState, TradeoffModel, availability
 
 from .conftest import FAST
 
@@ -55,10 +56,14 @@ def test_each_change_shows_the_trial_and_its_deltas(model):
     model.set(precision="int8-static")
     assert model.shown["pipeline"] == "int8-static" and model.shown["status"] == "ok"
     table = {r["quantity"]: r for r in model.comparison()}
-    assert table["latency p50 (ms)"]["baseline"] == model.baseline["latency_ms_p50"]
-    assert table["latency p50 (ms)"]["current"] == model.shown["latency_ms_p50"]
-    assert table["size (bytes)"]["change"].endswith("x")
-    assert float(table["size (bytes)"]["change"][:-1]) < 0.5  # int8 is much smaller
+    latency = table["latency (median ± IQR/2)"]
+    assert latency["baseline"] == model.baseline["latency_ms_p50"]
+    assert latency["current"] == model.shown["latency_ms_p50"] 
+    assert " ms ± " in latency["current_text"]
+    size = table["size"]
+    assert size["ratio"] < 0.5 and size["change"].endswith("x smaller") and size["verdict"] == "better"
+    assert size["current_text"].endswith(" KB")  # int8 is much smaller, said in words and units
+    assert table["accuracy"]["change"] in ("unchanged",) or table["accuracy"]["change"].endswith(" points")
     model.set(sparsity=0.5)
     assert model.shown["pipeline"] == "prune(0.5) + int8-static"
     assert model.shown["sparsity"] == pytest.approx(0.5, abs=0.02)
@@ -144,14 +149,20 @@ def test_pin_and_export(model, tmp_path):
 
 
 def test_ipywidgets_panel_over_the_model(panel_study, tmp_path):
-    from widgets import DevicePanel, TradeoffPanel
+    from workbench.widgets import DevicePanel, TradeoffPanel
 
     panel = TradeoffPanel(panel_study, export_dir=tmp_path, background=False)
     assert "xla" not in panel.fusion.options and "int8-static" in panel.precision.options
     assert "xla" in panel.unavailable.value
     panel.precision.value = "int8-dynamic"
     assert panel.model.shown["pipeline"] == "int8-dynamic"
-    assert "int8-dynamic" in panel.status.value and "baseline" in panel.numbers.value
+    assert "int8-dynamic" in panel.status.value and "original" in panel.numbers.value
+    # every change in words, coloured by which way it went: the int8 file is smaller (green)
+    assert re.search(r"color:#1a7f37'>\d\.\d+x smaller<", panel.numbers.value), panel.numbers.value
+    assert re.search(r"color:#(1a7f37'>\d\.\d+x faster|b3261e'>\d\.\d+x slower|777;font-style:italic'>within "
+                     r"noise)", panel.numbers.value), panel.numbers.value
+    quiet = TradeoffPanel(panel_study, background=False, help=False)  # the dashboard explains the controls above
+    assert panel.help in panel.children and quiet.help not in quiet.children
     panel.sparsity.value = 0.5
     assert panel.model.shown["pipeline"] == "prune(0.5) + int8-dynamic"
     assert panel.chart.chart.to_dict()["layer"][1]["mark"]["type"] == "point"
@@ -227,7 +238,7 @@ def test_the_layers_view_explains_the_shown_trial_and_its_boxes_measure_exclude(
 
 
 def test_the_panel_shows_keep_boxes_and_the_explanation(panel_study, tmp_path):
-    from widgets import TradeoffPanel
+    from workbench.widgets import TradeoffPanel
 
     panel = TradeoffPanel(panel_study, export_dir=tmp_path, background=False)
     panel.precision.value = "int8-dynamic"
@@ -267,7 +278,7 @@ def test_find_it_searches_in_the_background_and_lands_trials_on_the_chart(cnn):
 
 
 def test_the_panel_shows_the_find_control_and_its_answer(panel_study):
-    from widgets import TradeoffPanel
+    from workbench.widgets import TradeoffPanel
 
     _, test = wb.zoo.load("digits-cnn", split="test")
     panel = TradeoffPanel(panel_study, background=False, holdout=test)

@@ -48,18 +48,24 @@ def _status_html(model, verb: str) -> str:
 
 
 def _numbers_html(model) -> str:
-    """The current trial's numbers next to the baseline's, with the change."""
-    rows = "".join(f"<tr><td>{r['quantity']}</td><td>{_fmt(r['baseline'])}</td><td>{_fmt(r['current'])}</td>"
-                   f"<td>{_fmt(r['change'])}</td></tr>" for r in model.comparison())
-    return ("<table class='wb-numbers'><tr><th></th><th>baseline</th><th>current</th>"
-            f"<th>change</th></tr>{rows}</table>")
+    """The current trial's numbers next to the baseline's, with the change in words, coloured by which way it went
+    (green better, red worse, grey within noise or unchanged)."""
+    rows = []
+    for r in model.comparison():
+        colour = wb.readable.COLOURS.get(r["verdict"], "inherit")
+        style = f"color:{colour}" + (";font-style:italic" if r["verdict"] == "noise" else "")
+        rows.append(f"<tr><td>{html.escape(r['quantity'])}</td><td>{html.escape(r['baseline_text'])}</td>"
+                    f"<td>{html.escape(r['current_text'])}</td><td style='{style}'>{html.escape(r['change'])}</td></tr>")
+    return ("<table class='wb-numbers'><tr><th></th><th>original</th><th>this configuration</th>"
+            f"<th>change</th></tr>{''.join(rows)}</table>")
 
 
 class TradeoffPanel(W.VBox):
     """Toggle precision, sparsity, fusion and runtime; see the trial next to the baseline and on the chart."""
 
     def __init__(self, study: wb.Study, *, export_dir: str | Path | None = None, background: bool = True,
-                 holdout: wb.tasks.Task | None = None):
+                 holdout: wb.tasks.Task | None = None, help: bool = True):
+        """`help=False` leaves out the controls' explanations below the panel (a page that explains them above)."""
         self.model = TradeoffModel(study, background=background, holdout=holdout)
         self.export_dir = Path(export_dir or tempfile.mkdtemp(prefix="workbench-export-"))
         opts = self.model.options
@@ -124,7 +130,7 @@ class TradeoffPanel(W.VBox):
             self.precision, W.HBox([self.sparsity, self.pattern]), self.fusion, self.runtime, self.unavailable,
             self.status, W.HBox([self.numbers, self.chart]),
             W.HBox([self.pin_button, self.csv_button, self.model_button]), self.pins, self.downloads, self.finder,
-            self.layers, self.help,
+            self.layers, *([self.help] if help else []),
         ])
         self.refresh()
 

@@ -177,15 +177,25 @@ class TrialModel:
         return self.study.results().frame
 
     def compare(self, quantities: tuple) -> list[dict]:
-        """Rows for a numbers table: each quantity for the baseline and the current trial, with the change."""
-        base, cur = self.baseline, self.shown
+        """Rows for a numbers table: each quantity for the baseline and the current trial, with the change in
+        words and which way it goes (`wb.readable.change`: better, worse, same, or noise for latency differences
+        inside the timing spread)."""
+        base, cur = self.baseline, self.shown or {}
         out = []
-        for key, label, ratio in quantities:
-            b, c = base.get(key), (cur or {}).get(key)
-            change = None
-            if isinstance(b, (int, float)) and isinstance(c, (int, float)) and b == b and c == c:
-                change = f"{c / b:.2f}x" if ratio and b else f"{c - b:+.4f}"
-            out.append({"quantity": label, "baseline": b, "current": c, "change": change})
+        for key, label, kind in quantities:
+            b, c = base.get(key), cur.get(key)
+            noise = None
+            if kind == "time" and key == "latency_ms_p50":
+                spreads = [r.get("latency_ms_iqr") for r in (base, cur)]
+                noise = sum(s for s in spreads if isinstance(s, (int, float)) and s == s) / 2 or None
+            change = wb.readable.change(kind, b, c, noise=noise) if cur else wb.readable.Change("–", None, None)
+            spread = key == "latency_ms_p50"
+            out.append({"quantity": label, "baseline": b, "current": c,
+                        "baseline_text": wb.readable.ms(b, base.get("latency_ms_iqr")) if spread
+                        else wb.readable.show(kind, b),
+                        "current_text": wb.readable.ms(c, cur.get("latency_ms_iqr")) if spread
+                        else wb.readable.show(kind, c),
+                        "change": change.text, "verdict": change.verdict, "ratio": change.ratio})
         return out
 
     def export_csv(self, path: str | Path) -> Path:
@@ -228,10 +238,10 @@ class TrialModel:
 class TradeoffModel(TrialModel):
     """The inference trade-off: precision, sparsity, fusion and runtime of one model on its task."""
 
-    QUANTITIES = (("metric", "accuracy", False), ("fidelity", "fidelity", False),
-                  ("latency_ms_p50", "latency p50 (ms)", True), ("latency_ms_iqr", "latency IQR (ms)", True),
-                  ("size_bytes", "size (bytes)", True), ("size_gzip_bytes", "gzip (bytes)", True),
-                  ("sparsity", "sparsity", False))
+    #: (column, label, kind for wb.readable); the metric's label is the task's (accuracy, Spearman)
+    QUANTITIES = (("metric", "accuracy", "points"), ("fidelity", "fidelity", "points"),
+                  ("latency_ms_p50", "latency (median ± IQR/2)", "time"), ("size_bytes", "size", "size"),
+                  ("size_gzip_bytes", "size gzipped", "size"), ("sparsity", "sparsity", "share"))
 
     def __init__(self, study: wb.Study, *, background: bool = True, holdout: wb.tasks.Task | None = None):
         self.framework = study.baseline.format
@@ -256,7 +266,10 @@ class TradeoffModel(TrialModel):
         return wb.charts.tradeoff(self.frame(), current=current, pinned=self.pinned)
 
     def comparison(self) -> list[dict]:
-        return self.compare(self.QUANTITIES)
+        metric = self.study.task.metric_name
+        quantities = tuple((k, metric if k == "metric" and metric else label, kind)
+                           for k, label, kind in self.QUANTITIES if k != "metric" or metric)
+        return self.compare(quantities)
 
     # -- the layers view ---------------------------------------------------------------------------
     def full_spec(self) -> str:

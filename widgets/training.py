@@ -30,9 +30,9 @@ class TrainingState:
 
 
 class TrainingModel(TrialModel):
-    QUANTITIES = (("latency_ms_p50", "step p50 (ms)", True), ("latency_ms_iqr", "step IQR (ms)", True),
-                  ("throughput", "samples / s", True), ("peak_mem_bytes", "peak memory (bytes)", True),
-                  ("train_loss", "training loss", False), ("metric", "accuracy", False))
+    QUANTITIES = (("latency_ms_p50", "step (median ± IQR/2)", "time"), ("throughput", "samples / s", "rate"),
+                  ("peak_mem_bytes", "peak memory", "memory"), ("train_loss", "training loss", "loss"),
+                  ("metric", "accuracy", "points"))
 
     def __init__(self, study: wb.TrainingStudy, *, background: bool = True):
         super().__init__(study, TrainingState(), background=background)

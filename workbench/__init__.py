@@ -8,7 +8,8 @@
 `import workbench` imports no deep-learning framework and no UI: backends load when a model needs them.
 """
 
-from . import charts, errors, recipes, recommend, tasks, text, zoo
+from . import charts, errors, readable, recipes, recommend, sources, tasks, text, zoo
+from .datafiles import load_data
 from .errors import (
     DataError,
     IncompatibleRecipesError,
@@ -22,6 +23,7 @@ from .errors import (
     WorkbenchError,
 )
 from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor
+from .history import history
 from .loading import load_model
 from .model import ModelHandle, WeightStats, wrap
 from .profiling.device import DeviceProfile, device
@@ -29,6 +31,7 @@ from .profiling.timing import LatencyStats, TimingConfig, measure_latency
 from .recipes import Pipeline, Recipe, parse_pipelines
 from .recommend import SearchResult, Space, search
 from .results import COLUMNS, Results
+from .sources import open_model
 from .store import ResultsStore
 from .study import Study
 from .training import TrainingStudy
@@ -43,7 +46,7 @@ __all__ = [
     "TimingConfig",
     "TrainingStudy", "Trial", "TrialRecord",
     "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
-    "charts", "device", "errors", "load_model", "measure_latency", "parse_pipelines", "recipes", "recommend",
+    "charts", "device", "errors", "history", "load_data", "load_model", "measure_latency", "open_model", "parse_pipelines", "readable", "recipes", "recommend", "sources",
     "search", "tasks",
     "text", "wrap", "zoo",
 ]

@@ -15,6 +15,25 @@ from .errors import WorkbenchError
 EXIT_USER_ERROR = 2
 
 
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    """--model (a zoo name or a model file), --data, --task, --architecture, --trusted: the same everywhere."""
+    parser.add_argument("--model", default="digits-cnn",
+                        help="a zoo model (see `workbench models`) or a model file: .onnx, .tflite, .keras, .pt / "
+                             ".pth / .safetensors (with --architecture), TorchScript .ts or .pt2 (with --trusted)")
+    parser.add_argument("--data", default=None,
+                        help="what to measure on: .npz (x, optional y, x_train, y_train), a folder of images with one "
+                             "sub-folder per class, a CSV with a label column, or an STS-format file")
+    parser.add_argument("--task", default=None,
+                        help="the kind of task when the data does not say: classification, fidelity or sts "
+                             "(sts:PATH is --data PATH --task sts)")
+    parser.add_argument("--architecture", default=None,
+                        help="for weights-only files: the model class, module:Class or path/to/file.py:Class "
+                             "(built without arguments)")
+    parser.add_argument("--trusted", action="store_true",
+                        help="allow model files that contain code (TorchScript, .pt2, pickled modules, Keras Lambda "
+                             "layers): only for files from a source you trust")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -23,14 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--json", action="store_true", help="print the profile as JSON")
     dev.add_argument("--no-measure", action="store_true", help="skip the measured GEMM / bandwidth peaks")
 
-    run = sub.add_parser("run", help="measure pipelines of recipes on a zoo model")
-    run.add_argument("--model", default="digits-cnn", help="zoo model name (see `workbench models`)")
+    run = sub.add_parser("run", help="measure pipelines of recipes on a zoo model or a model file")
+    _model_args(run)
     run.add_argument("--recipes", required=True,
                      help='pipelines separated by ";", e.g. "int8-dynamic; prune(0.5); fold-bn + int8-dynamic"')
-    run.add_argument("--split", default="val", choices=("val", "test"), help="evaluation split")
-    run.add_argument("--task", default=None,
-                     help="evaluation data instead of the model's own: sts:PATH (STS-format pairs, Spearman) "
-                          "for text models")
+    run.add_argument("--split", default="val", choices=("val", "test"), help="evaluation split of a zoo model")
     run.add_argument("--batch-size", type=int, default=32, help="batch that latency is timed at")
     run.add_argument("--threads", type=int, default=None, help="intra-op threads (default: cores available)")
     run.add_argument("--min-time", type=float, default=0.5, help="minimum seconds of timing per trial")
@@ -44,16 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     find = sub.add_parser("search", help="find the fastest (or smallest) configuration within an accuracy budget")
-    find.add_argument("--model", default="digits-cnn", help="zoo model name")
+    _model_args(find)
     find.add_argument("--max-drop", type=float, default=1.0,
                       help="quality you accept to lose: points of accuracy, percent of the baseline's Spearman, or "
                            "points of fidelity for tasks without labels (default 1.0)")
     find.add_argument("--budget", default="10m", help="time for the search: seconds or e.g. 90s, 10m, 1h (default 10m)")
     find.add_argument("--objective", default="latency", choices=("latency", "size"))
-    find.add_argument("--task", default=None, help="sts:PATH to search on STS pairs (text models)")
     find.add_argument("--holdout", default=None,
                       help="what the answer is confirmed on, never selected on: 'test' (the zoo's test split, the "
-                           "default), sts:PATH, or a fraction of the task to set apart (e.g. 0.5)")
+                           "default; half of the data for a model file), a data path, sts:PATH, or a fraction of "
+                           "the task to set apart (e.g. 0.5)")
     find.add_argument("--recipes", default=None, help='pipelines to try first, separated by ";"')
     find.add_argument("--space", default=None,
                       help='what to search over instead of the space built for the model and device: a JSON file or '
@@ -67,9 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     find.add_argument("--no-progress", action="store_true")
 
     rep = sub.add_parser("report", help="run the papermill report template and render standalone HTML")
-    rep.add_argument("--model", default="digits-cnn", help="zoo model name")
+    _model_args(rep)
     rep.add_argument("--recipes", required=True, help='pipelines separated by ";"')
-    rep.add_argument("--task", default=None, help="sts:PATH for text models")
     rep.add_argument("--split", default="val", choices=("val", "test"))
     rep.add_argument("--batch-size", type=int, default=32)
     rep.add_argument("--threads", type=int, default=0, help="0: all available cores")
@@ -84,7 +99,10 @@ def _parser() -> argparse.ArgumentParser:
 
     app = sub.add_parser("app", help="serve the dashboard (Voila) on 127.0.0.1")
     app.add_argument("--port", type=int, default=8866, help="port to serve on (0: any free port)")
-    app.add_argument("--model", default="digits-cnn", help="zoo model shown first")
+    _model_args(app)
+    app.add_argument("--models", default=None,
+                     help="a folder of model files to offer beside the zoo (each with a data file of the same name: "
+                          "net.onnx + net.npz, or the --data given)")
 
     sub.add_parser("models", help="list the zoo models")
     sub.add_parser("recipes", help="list the recipes and their parameters")
@@ -100,7 +118,6 @@ def _cmd_device(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import zoo
     from .files import check_writable
     from .profiling.timing import TimingConfig
     from .recipes import parse_pipelines
@@ -109,10 +126,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pipelines = parse_pipelines(args.recipes)  # a bad spec fails before the model is trained or loaded
     if args.out:
         check_writable(args.out)
-    task = _task(args.task) if args.task else None  # a bad path or file fails before the model loads
     executor = _executor(args)
-    model, own_task = zoo.load(args.model, split=args.split)
-    task = task or own_task
+    model, task = _open(args, split=args.split)
     study = Study(model, task, batch_size=args.batch_size, threads=args.threads,
                   timing=TimingConfig(min_time_s=args.min_time), store=args.store, executor=executor)
     print(f"{args.model} on {task.describe()}; batch {study.batch_size}, {study.threads} thread(s); "
@@ -131,29 +146,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_tasks(model: str, task_spec: str | None, holdout: str | None, seed: int = 0):
-    """(model handle, the task searched on, the held-out task) for `workbench search` and the report."""
-    from . import zoo
+def _data_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(data path, task kind) from --data / --task, where --task sts:PATH is --data PATH --task sts."""
     from .errors import DataError
 
+    task, data = args.task, args.data
+    if task and ":" in task:
+        kind, _, path = task.partition(":")
+        if kind != "sts" or not path:
+            raise DataError(f"unknown --task {task!r}: use classification, fidelity, sts, or sts:PATH")
+        if data:
+            raise DataError("give the data once: --data PATH --task sts, or --task sts:PATH")
+        return path, "sts"
+    return data, task
+
+
+def _open(args: argparse.Namespace, split: str = "val"):
+    """(model handle, task) for --model / --data / --task / --architecture / --trusted; says what it opened."""
+    from .sources import open_model
+
+    data, kind = _data_args(args)
+    handle, task = open_model(args.model, data=data, task=kind, architecture=args.architecture,
+                              trusted=args.trusted, split=split)
+    if data is not None:
+        print(f"data: {data} → {task.describe()}", file=sys.stderr)
+    return handle, task
+
+
+def _search_tasks(args: argparse.Namespace, seed: int = 0):
+    """(model handle, the task searched on, the held-out task) for `workbench search`."""
+    from .errors import DataError
+    from .sources import with_holdout
+
+    holdout = args.holdout
     if holdout not in (None, "test") and not holdout.startswith("sts:"):
         try:
-            fraction = float(holdout)
+            float(holdout)
         except ValueError:
-            raise DataError(f"--holdout {holdout!r}: use test, sts:PATH or a fraction such as 0.5") from None
-    task = _task(task_spec) if task_spec else None
-    held = _task(holdout) if holdout and holdout.startswith("sts:") else None
-    handle, own = zoo.load(model, split="val")
-    task = task or own
-    if held is not None:
-        return handle, task, held
-    if holdout not in (None, "test"):
-        return (handle, *task.split(fraction, seed=seed))
-    if task_spec is None:
-        _, test = zoo.load(model, split="test")
-        if test.fingerprint() != task.fingerprint():
-            return handle, task, test
-    return (handle, *task.split(0.5, seed=seed))  # no test split of its own: half of the task is set apart
+            from pathlib import Path
+
+            if not Path(holdout).exists():
+                raise DataError(f"--holdout {holdout!r}: use test, a data path, sts:PATH or a fraction such as "
+                                "0.5") from None
+    handle, task = _open(args)
+    return (handle, *with_holdout(args.model, handle, task, data=_data_args(args)[0], holdout=holdout, seed=seed))
 
 
 def _space(text: str):
@@ -184,7 +220,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     space = _space(args.space) if args.space else None
     if args.out:
         check_writable(args.out)
-    handle, task, holdout = _search_tasks(args.model, args.task, args.holdout)
+    handle, task, holdout = _search_tasks(args)
     study = Study(handle, task, batch_size=args.batch_size, threads=args.threads,
                   timing=TimingConfig(min_time_s=args.min_time), store=args.store)
     print(f"{args.model}: searching on {task.describe()}; held out: {holdout.describe()}; {study.device.label}",
@@ -207,16 +243,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task(spec: str):
-    from .errors import DataError
-    from .text import STS
-
-    kind, _, path = spec.partition(":")
-    if kind != "sts" or not path:
-        raise DataError(f"unknown --task {spec!r}: use sts:PATH (a tab-separated STS file)")
-    return STS(path)
-
-
 def _executor(args: argparse.Namespace):
     from .executors import DaskExecutor, InlineExecutor, ProcessExecutor
 
@@ -228,7 +254,6 @@ def _executor(args: argparse.Namespace):
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from . import zoo
     from .errors import DataError
     from .profiling.timing import TimingConfig
     from .recipes import parse_pipelines
@@ -236,9 +261,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     # parameters are checked here, before a kernel starts: a mistake is one line, not a broken report
     parse_pipelines(args.recipes)
-    zoo.ZOO.get(args.model)
-    if args.task:
-        _task(args.task)
+    _open(args, split=args.split)  # the model and its data: a file that does not load or fit fails here, in one line
     if args.batch_size < 1 or args.threads < 0:
         raise DataError(f"--batch-size must be >= 1 and --threads >= 0, got {args.batch_size} and {args.threads}")
     TimingConfig(min_time_s=args.min_time)
@@ -253,17 +276,33 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .files import check_writable
 
     check_writable(Path(args.out).with_suffix(".csv"))
-    params = {"model": args.model, "recipes": args.recipes, "task": args.task, "split": args.split,
+    data, kind = _data_args(args)
+    params = {"model": _absolute(args.model), "recipes": args.recipes, "data": _absolute(data), "task": kind,
+              "architecture": args.architecture, "trusted": args.trusted, "split": args.split,
               "batch_size": args.batch_size, "threads": args.threads, "min_time": args.min_time, "store": args.store,
               "max_drop": args.max_drop, "objective": args.objective, "search_budget": search_budget}
     print(f"wrote {render(params, args.out)}")
     return 0
 
 
+def _absolute(path: str | None) -> str | None:
+    """A path given on the command line, absolute (the report's and the app's kernels may run elsewhere); a zoo
+    name as it is."""
+    from pathlib import Path
+
+    from .sources import is_model_file
+
+    if path is None or (not is_model_file(path) and not Path(path).exists()):
+        return path
+    return str(Path(path).resolve())
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     from .app import serve
 
-    return serve(port=args.port, model=args.model)
+    data, kind = _data_args(args)
+    return serve(port=args.port, model=_absolute(args.model), data=_absolute(data), task=kind,
+                 architecture=args.architecture, trusted=args.trusted, models_dir=_absolute(args.models))
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

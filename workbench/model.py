@@ -72,6 +72,7 @@ class ModelHandle(abc.ABC):
     payload: Any = None
     source: ModelHandle | None = None
     changed_layers: tuple[str, ...] = ()      # layers the last weights/precision recipe changed (what exclude= names)
+    name: str | None = None                   # what people call the model (zoo name, file name): the rows' `model`
 
     @abc.abstractmethod
     def prepare(self, batch: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 from ._optional import require
 from .errors import WorkbenchError
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "notebooks" / "report.ipynb"
+TEMPLATE = Path(__file__).resolve().parent / "notebooks" / "report.ipynb"
 PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
@@ -30,7 +30,7 @@ def render(parameters: dict[str, Any], out: str | Path) -> Path:
     import nbformat
 
     if not TEMPLATE.is_file():
-        raise WorkbenchError(f"the report template is not at {TEMPLATE}: run from a checkout of the repository")
+        raise WorkbenchError(f"the report template is not at {TEMPLATE}: reinstall efficiency-workbench[report]")
     out = Path(out)
     failure = None
     with tempfile.TemporaryDirectory(prefix="wb-report-") as tmp:

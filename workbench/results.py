@@ -19,7 +19,7 @@ COLUMNS = (
     "noisy", "first_call_ms", "throughput", "batch_size", "threads", "size_bytes", "size_gzip_bytes", "params",
     "nonzero_params", "flops", "gflops_achieved", "pct_of_peak", "peak_mem_bytes", "engine", "isa", "device",
     "device_fingerprint", "versions", "notes", "latency_samples_ms", "is_baseline", "pareto", "created_at",
-    "duration_s",
+    "duration_s", "model", "model_id", "task",
 )
 STATUSES = ("ok", "failed", "unsupported")
 

@@ -141,6 +141,8 @@ class Bench(abc.ABC):
         row.update(trial_id=trial_id, pipeline=pipeline.spec, status="ok", error=None, phase=self.phase,
                    framework=self.baseline.framework, threads=self.threads, **self.device.row_fields(),
                    is_baseline=pipeline.is_baseline, pareto=False,
+                   model=self.baseline.name or type(self.baseline.payload).__name__,
+                   model_id=self.identity()["model"][:16], task=getattr(self.task, "name", None),
                    created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         return row
 

@@ -15,11 +15,12 @@ ORT_LEVELS = ("disable", "basic", "extended", "all")
 @dataclass(frozen=True)
 class ToOnnx(Recipe):
     """Export a torch model to ONNX (the dynamo exporter, dynamic batch axis) and run it in ONNX Runtime.
-    `level` is ORT's graph optimization level — the fusion knob."""
+    `level` is ORT's graph optimization level — the fusion knob. On a model that is ONNX already (a .onnx
+    file) it only sets the level."""
 
     name = "to-onnx"
     kind = "runtime"
-    formats = ("torch",)
+    formats = ("torch", "onnx")
     produces = "onnx"  # int8-dynamic / int8-static after it are ONNX Runtime's own quantization
     summary = "export to ONNX and run in ONNX Runtime (graph optimization level = fusion)"
 

@@ -26,7 +26,9 @@ def names() -> list[str]:
 
 def load(name: str = DEFAULT_MODEL, *, split: str = "val") -> tuple[Any, Any]:
     """(model handle, task) for a zoo entry; `split` picks the evaluation data (val or test)."""
-    return ZOO.get(name)(split=split)
+    handle, task = ZOO.get(name)(split=split)
+    handle.name = name
+    return handle, task
 
 
 def _digits(name: str) -> Callable[..., Any]:

@@ -6,6 +6,7 @@ allocated, so the XNNPACK delegate (on unless `xnnpack=False`) plans for that sh
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..._native import quiet_native_stderr
 from ..._optional import version_of
+from ...errors import DataError
 from ...model import ModelHandle, ThreadedRuntime, WeightStats
 from . import _tf
 
@@ -67,20 +69,33 @@ def constant_tensors(tree: Any) -> Iterator[tuple[Any, np.ndarray]]:
 
 class LiteModel(ThreadedRuntime, ModelHandle):
     """A TFLite flatbuffer run by the LiteRT interpreter on the CPU; `source` is the Keras handle it was
-    converted from (FLOPs are counted there: the interpreter's kernels are opaque)."""
+    converted from (FLOPs are counted there: the interpreter's kernels are opaque), None for a .tflite file."""
 
-    framework = "keras"
     format = "tflite"
     runtime = "litert"
 
-    def __init__(self, model: bytes, source: ModelHandle, *, precision: str, xnnpack: bool = True,
-                 notes: tuple[str, ...] = ()):
+    def __init__(self, model: bytes, source: ModelHandle | None, *, precision: str, xnnpack: bool = True,
+                 notes: tuple[str, ...] = (), example_input: Any = None):
         self.payload, self.source, self.precision, self.xnnpack = model, source, precision, xnnpack
         self.notes = notes
-        self.example_input = source.example_input
+        self.framework = source.framework if source is not None else "tflite"
+        self.example_input = source.example_input if source is not None else example_input
         self.fused = True  # the converter folds BatchNorm and fuses activations
         self._threads: int | None = None
         self._interpreters: dict[tuple, Any] = {}
+
+    @classmethod
+    def from_file(cls, model: bytes, example_input: Any = None) -> LiteModel:
+        """A .tflite file as given: its precision read from its tensors (int8 if any constant is int8, fp16 if
+        weights are float16), no Keras source (no FLOP count, no per-layer names)."""
+        try:
+            dtypes = {values.dtype for _, values in constant_tensors(parse(model)) if values.size > 1}
+        except Exception as exc:
+            raise DataError(f"not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+        precision = "int8" if dtypes & {np.dtype(np.int8), np.dtype(np.uint8)} else \
+            "fp16" if np.dtype(np.float16) in dtypes else "fp32"
+        return cls(model, None, precision=precision, example_input=example_input,
+                   notes=("a .tflite file as given: FLOPs are not counted (no source graph)",))
 
     def __getstate__(self) -> dict:
         """Interpreters do not pickle: a worker makes its own (the flatbuffer is what travels)."""
@@ -103,7 +118,7 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         resolver = (lite.OpResolverType.AUTO if self.xnnpack
                     else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            interpreter = lite.Interpreter(model_content=self.payload, num_threads=self._threads or -1,
+            interpreter = lite.Interpreter(model_content=self.payload, num_threads=self._threads or len(os.sched_getaffinity(0)),
                                            experimental_op_resolver_type=resolver)
         if shape is not None:
             index = interpreter.get_input_details()[0]["index"]

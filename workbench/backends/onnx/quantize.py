@@ -1,4 +1,5 @@
-"""int8-dynamic and int8-static on ONNX models: ONNX Runtime's quantization tools, with ISA-aware defaults."""
+"""ONNX Runtime recipes on ONNX models: int8-dynamic and int8-static (its quantization tools, with ISA-aware
+defaults), and to-onnx(level=) on a model that is ONNX already (the graph optimization level)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
+from ...recipes.export import ToOnnx
 from ...recipes.layers import excluded_layers
 from ...recipes.quantization import Int8Dynamic, Int8Static
 from .handle import OrtModel
@@ -133,3 +135,15 @@ def ort_int8_static(recipe: Int8Static, handle: OrtModel, context: ApplyContext)
                       changed)
 
 
+
+
+@register_handler(ToOnnx, "onnx")
+def graph_level(recipe: ToOnnx, handle: OrtModel, context: ApplyContext) -> OrtModel:
+    """A model that is ONNX already: `to-onnx(level=...)` sets ONNX Runtime's graph optimization level."""
+    import onnx
+
+    opset = next((o.version for o in onnx.load_from_string(handle.payload).opset_import if o.domain in ("", "ai.onnx")),
+                 None)
+    notes = (*handle.notes, f"already ONNX (opset {opset}, kept as given): graph optimization level {recipe.level}")
+    return OrtModel(handle.payload, handle.source, level=recipe.level, precision=handle.precision, notes=notes,
+                    fused=recipe.level != "disable", example_input=handle.example_input)

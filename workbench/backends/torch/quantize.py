@@ -177,6 +177,11 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
     if skip and skip >= set(leaves):
         mapping.set_global(None)  # every layer kept: nothing between them is quantized either
     weighted = [n for n, m in handle.payload.named_modules() if isinstance(m, WEIGHT_LAYERS) and n not in skip]
+    if not any(isinstance(m, WEIGHT_LAYERS) for m in handle.payload.modules()):
+        exported = isinstance(handle.payload, torch.fx.GraphModule)
+        raise UnsupportedError(spec, "the model has no Conv / Linear modules to quantize" + (
+            " (an exported program's ATen graph calls its layers as functions): use to-onnx + int8-static"
+            if exported else ""))
     with quantized_engine(engine):
         try:
             prepared = prepare_fx(copy.deepcopy(handle.payload).eval(), mapping, _example(handle))
