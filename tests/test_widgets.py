@@ -58,7 +58,7 @@ def test_each_change_shows_the_trial_and_its_deltas(model):
     table = {r["quantity"]: r for r in model.comparison()}
     latency = table["latency (median ± IQR/2)"]
     assert latency["baseline"] == model.baseline["latency_ms_p50"]
-    assert latency["current"] == model.shown["latency_ms_p50"] 
+    assert latency["current"] == model.shown["latency_ms_p50"]
     assert " ms ± " in latency["current_text"]
     size = table["size"]
     assert size["ratio"] < 0.5 and size["change"].endswith("x smaller") and size["verdict"] == "better"
