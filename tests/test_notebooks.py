@@ -46,7 +46,7 @@ def test_binder_matches_pyproject():
     lines = [line.strip() for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
     assert "-c ../constraints.txt" in lines
-    extras = re.search(r"-e \.\.\[([^\]]+)\]", " ".join(lines)).group(1).split(",")
+    extras = re.search(r"-e \.\[([^\]]+)\]", " ".join(lines)).group(1).split(",")  # from the repository root
     assert set(extras) <= set(project["optional-dependencies"])
     assert {"torch", "charts", "app", "report"} <= set(extras)
     postbuild = ROOT / "binder" / "postBuild"

@@ -24,11 +24,12 @@ def prewarm(model: str, store: Path, **source) -> None:
     """Train (or load) the model and measure its baseline now, into the app's store: every page of this
     server starts from it at once. Measured afresh at each start, so a stale timing never carries over."""
     from .profiling.timing import TimingConfig
-    from .sources import open_model
+    from .sources import open_model, with_holdout
     from .store import ResultsStore
     from .study import Study
 
     handle, task = open_model(model, **source)
+    task, _ = with_holdout(model, handle, task, data=source.get("data"))  # what the dashboard measures on
     ResultsStore(store).put(Study(handle, task, timing=TimingConfig.interactive()).trial("baseline"))
 
 

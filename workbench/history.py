@@ -22,7 +22,7 @@ COLUMNS = ("created_at", "device", "model", "task", "pipeline", "metric_name", "
 def history(store: str | os.PathLike | Any, *, model: str | None = None, phase: str = "infer",
             readable: bool = False) -> pd.DataFrame:
     """The store's measured (status ok) trials of `phase`, newest first. `speedup` is the baseline's median latency
-    over the trial's, the baseline being the one of the same model (weights), device, threads and batch.
+    over the trial's, the baseline being the one of the same model (weights), task, device, threads and batch.
     `readable=True`: units and words instead of raw numbers (`as_readable`)."""
     from .store import ResultsStore
 
@@ -37,7 +37,7 @@ def history(store: str | os.PathLike | Any, *, model: str | None = None, phase: 
     frame = frame[(frame["status"] == "ok") & (frame.get("phase", "infer") == phase)]
     if model is not None:
         frame = frame[frame["model"] == model]
-    key = ["model_id", "device_fingerprint", "threads", "batch_size"]
+    key = ["model_id", "task", "device_fingerprint", "threads", "batch_size"]
     baselines = (frame[frame["is_baseline"].astype(bool)].sort_values("created_at")
                  .groupby(key, dropna=False)["latency_ms_p50"].last().rename("baseline_ms"))
     frame = frame.join(baselines, on=key)

@@ -47,7 +47,7 @@ def render(parameters: dict[str, Any], out: str | Path) -> Path:
     error = (f"<div class='wb-error'><b>This report is incomplete.</b> {html.escape(failure)}</div>"
              if failure else "")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(PAGE.format(title=html.escape(f"Efficiency report: {parameters.get('model', '')}"),
+    out.write_text(PAGE.format(title=html.escape(f"Efficiency report: {Path(str(parameters.get('model', ''))).name}"),
                                error=error, body=body), encoding="utf-8")
     if failure:
         print(f"report written to {out}, but a cell failed: {failure}", file=sys.stderr)
