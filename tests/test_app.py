@@ -93,7 +93,10 @@ def test_dashboard_in_a_real_browser(app_url, browser):
     print(f"\nworkbench app -> interactive page: {time.perf_counter() - started:.1f} s")
     assert "Efficiency Workbench" in page.inner_text("body")
     before_points, before = _points(page), _numbers(page)
-    assert before_points >= 1 and before["latency p50 (ms)"][0] != "–"
+    assert before_points >= 1
+    assert " ms ± " in before["latency (median ± IQR/2)"][0]
+    # the controls are explained once, above the panel
+    assert page.inner_text("body").lower().count("which engine runs the model") == 1
 
     page.get_by_role("button", name="int8-static").click()
     page.wait_for_function("document.body.innerText.includes('showing int8-static')", timeout=120_000)
@@ -104,9 +107,10 @@ def test_dashboard_in_a_real_browser(app_url, browser):
     page.wait_for_function(f"document.querySelectorAll('.mark-symbol path').length > {before_points}",
                            timeout=30_000)
     after = _numbers(page)
-    assert after["latency p50 (ms)"][1] != before["latency p50 (ms)"][1]
-    assert after["size (bytes)"][1] != before["size (bytes)"][1]
-    assert after["sparsity"][1].startswith("0.5")
+    assert after["latency (median ± IQR/2)"][1] != before["latency (median ± IQR/2)"][1]
+    assert after["size"][1] != before["size"][1] and after["size"][2].endswith("x smaller")
+    assert after["sparsity"][1].startswith("50")
+    assert any(w in after["latency (median ± IQR/2)"][2] for w in ("faster", "slower", "within noise"))
     assert _points(page) > before_points  # new points on the chart
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
