@@ -19,20 +19,11 @@ import torch
 
 import workbench as wb
 
+from .own_net import user_package
 from .test_app import ARGS, ARTIFACTS, CHROMIUM, _open
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
-
-NETS = '''
-from torch import nn
-
-
-class Net(nn.Sequential):
-    def __init__(self):
-        super().__init__(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-'''
-
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
@@ -82,24 +73,7 @@ def test_the_wheel_holds_what_the_commands_need(installed):
 def test_a_report_on_a_state_dict_from_another_directory(installed, cnn):
     python, bin_dir, work = installed
     _, task = cnn
-    (work / "my_pkg").mkdir()
-    (work / "my_pkg" / "__init__.py").write_text("")
-    (work / "my_pkg" / "nets.py").write_text(NETS)
-    sys.path.insert(0, str(work))
-    try:
-        from my_pkg.nets import Net
-    finally:
-        sys.path.remove(str(work))
-        sys.modules.pop("my_pkg.nets", None)
-        sys.modules.pop("my_pkg", None)
-    torch.manual_seed(0)
-    net = Net()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(150):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(net(torch.from_numpy(task.train[0])),
-                                          torch.from_numpy(task.train[1])).backward()
-        optimizer.step()
+    net = user_package(work, task)
     torch.save(net.state_dict(), work / "my_net.pt")
     np.savez(work / "d.npz", x=task.inputs, y=task.labels, x_train=task.train[0][:300], y_train=task.train[1][:300])
     proc = subprocess.run([str(bin_dir / "workbench"), "report", "--model", "my_net.pt", "--architecture",

@@ -12,17 +12,7 @@ import workbench as wb
 from workbench.errors import DataError, ModelError, UnsafeModelError
 
 from .conftest import FAST
-
-NETS = '''
-from torch import nn
-
-
-class Net(nn.Sequential):
-    """Flat features or 1x8x8 digits in, 10 class scores out."""
-
-    def __init__(self):
-        super().__init__(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-'''
+from .own_net import user_package
 
 
 @pytest.fixture(scope="module")
@@ -40,23 +30,7 @@ def files(tmp_path_factory, cnn):
     exported = torch.export.export(model.payload, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(exported, str(folder / "cnn.pt2"))
     torch.jit.save(torch.jit.trace(model.payload, x), str(folder / "cnn.ts"))
-    # a user's own architecture, in a package beside the weights, trained briefly on the digits
-    (folder / "my_pkg").mkdir()
-    (folder / "my_pkg" / "__init__.py").write_text("")
-    (folder / "my_pkg" / "nets.py").write_text(NETS)
-    sys.path.insert(0, str(folder))
-    try:
-        from my_pkg.nets import Net
-    finally:
-        sys.path.remove(str(folder))
-    torch.manual_seed(0)
-    net = Net()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    xt, yt = torch.from_numpy(task.train[0]), torch.from_numpy(task.train[1])
-    for _ in range(150):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(net(xt), yt).backward()
-        optimizer.step()
+    net = user_package(folder, task)  # a user's own architecture in a package beside the weights
     torch.save(net.state_dict(), folder / "mlp.pt")
     from safetensors.torch import save_file
 

@@ -46,7 +46,7 @@ def load_data(path: Any, *, task: str | None = None, layout: str = "nchw") -> An
         raise DataError(f"a data path must be a string or path, got {type(path).__name__}")
     p = Path(path)
     if not p.exists():
-        raise DataError(f"no data at {str(p)!r}: expected {ACCEPTED}")
+        raise DataError(f"no STS file at {str(p)!r}" if task == "sts" else f"no data at {str(p)!r}: expected {ACCEPTED}")
     if task == "sts" or (task is None and p.is_file() and _looks_like_sts(p)):
         from .text import STS
 

@@ -36,6 +36,8 @@ def open_model(model: str | os.PathLike, *, data: str | os.PathLike | None = Non
     from .datafiles import check_fit, layout_for, load_data
     from .loading import load_model
 
+    if data is not None and not Path(data).exists():  # before a model is trained or loaded
+        load_data(data, task=task)
     if not is_model_file(model):
         handle, own = zoo.load(str(model), split=split)
         if data is None and task is None:
