@@ -78,6 +78,13 @@ def _open(browser, url):
     return page, outside, failed
 
 
+STDERR = '[data-mime-type="application/vnd.jupyter.stderr"]'
+
+
+def _headline(page) -> str:
+    return page.locator(".wb-headline").first.inner_text()
+
+
 def _numbers(page) -> dict:
     rows = page.locator(".wb-numbers tr").all_inner_texts()[1:]
     return {r.split("\t")[0]: r.split("\t")[1:] for r in rows}
@@ -95,11 +102,18 @@ def test_dashboard_in_a_real_browser(app_url, browser):
     before_points, before = _points(page), _numbers(page)
     assert before_points >= 1
     assert " ms ± " in before["latency (median ± IQR/2)"][0]
-    # the controls are explained once, above the panel
+    # the controls are explained once, above the panel; no library noise on the page; the headline first
     assert page.inner_text("body").lower().count("which engine runs the model") == 1
+    assert page.locator(STDERR).count() == 0
+    assert _headline(page).startswith(("Nothing measured so far", "Fastest measured so far"))
 
     page.get_by_role("button", name="int8-static").click()
     page.wait_for_function("document.body.innerText.includes('showing int8-static')", timeout=120_000)
+    numbers, headline = _numbers(page), _headline(page)
+    if headline.startswith("Fastest measured so far within 1 point of accuracy: int8-static:"):
+        # the headline and the table agree: the same speed-up and size change, in the same words
+        speed, size = headline.split(": ", 2)[2].split(", ")[:2]
+        assert numbers["latency (median ± IQR/2)"][2] == speed and numbers["size"][2] == size, (headline, numbers)
     page.locator(".noUi-handle").first.focus()
     for _ in range(10):  # 10 steps of 5%: sparsity 50%
         page.keyboard.press("ArrowRight")
@@ -149,5 +163,27 @@ def test_find_it_in_the_dashboard_lands_trials_on_the_chart_then_answers(app_url
     assert "Held out (digits/test)" in text or "No configuration" in text or "ship the baseline" in text
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-search.png"), full_page=True)
+    assert not outside
+    page.close()
+
+
+def test_every_zoo_model_reads_cleanly_for_a_stakeholder(app_url, browser):
+    """Switched in the chooser as a stakeholder would: each model's page has the headline, no stderr block, and
+    MiniLM is scored on the STS Benchmark (Spearman) that ships in data/."""
+    url, _ = app_url
+    page, outside, _ = _open(browser, url)
+    chooser = page.locator("select:has(option:text-is('minilm-l6'))")
+    for name in ("digits-keras", "minilm-l6"):
+        chooser.select_option(label=name)
+        page.wait_for_function(f"document.body.innerText.includes('loading {name}')", timeout=30_000)
+        page.wait_for_function("document.body.innerText.includes('showing baseline')", timeout=300_000)
+        text = page.inner_text("body")
+        assert page.locator(STDERR).count() == 0, name
+        assert _headline(page).startswith(("Nothing measured so far", "Fastest measured so far")), name
+        if name == "minilm-l6":
+            assert "sts:sts-dev.csv" in text and "metric Spearman" in text
+            assert _numbers(page)["spearman"][0] not in ("–", "")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
     assert not outside
     page.close()

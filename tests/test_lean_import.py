@@ -32,7 +32,7 @@ def test_public_api_is_pinned():
         "Study", "TimingConfig",
         "TrainingStudy", "Trial", "TrialRecord",
         "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError",
-        "__version__", "charts", "device", "errors", "history", "load_data", "load_model", "measure_latency", "open_model", "parse_pipelines", "readable", "recipes", "recommend", "sources",
+        "__version__", "charts", "device", "errors", "history", "load_data", "load_model", "measure_latency", "open_model", "pages", "parse_pipelines", "readable", "recipes", "recommend", "sources",
         "search", "tasks",
         "text", "wrap", "zoo",
     ])

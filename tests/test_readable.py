@@ -18,6 +18,8 @@ from workbench import readable
     ("points", 0.5, 0.5002, "unchanged", "same"),
     ("share", 0.0, 0.5, "+50.0 points", None),
     ("loss", 1.0, 0.5, "-0.5", "better"),
+    ("score", 0.855, 0.852, "−0.003", "worse"),
+    ("score", 0.855, 0.8552, "unchanged", "same"),
 ])
 def test_changes_in_words(kind, baseline, current, text, verdict):
     change = readable.change(kind, baseline, current)
@@ -33,6 +35,6 @@ def test_a_latency_change_inside_the_timing_spread_is_noise_whichever_way():
 def test_units_and_missing_values():
     assert readable.size(90_893_809) == "86.7 MB" and readable.size(2048) == "2.00 KB" and readable.size(12) == "12 B"
     assert readable.ms(0.2487, 0.0564) == "0.249 ms ± 0.028"
-    assert readable.percent(1.323e-07) == "0.0000132%" and readable.percent(0.5) == "50.0%"
+    assert readable.percent(1.323e-07) == "<0.01%" and readable.percent(0.5) == "50.0%" and readable.percent(0) == "0%"
     assert readable.number(1234.5) == "1,234" and readable.number(0.012345) == "0.0123"
     assert readable.change("time", None, 1.0).text == "–" and readable.size(float("nan")) == "–"

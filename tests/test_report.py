@@ -36,17 +36,27 @@ def test_two_parameter_sets_give_two_correct_reports(tmp_path):
     for text in (a, b):
         assert len(_images(text)) >= 3                       # trade-off, latency, size: embedded SVG
         assert not re.search(r'<script[^>]+src="https?://', text)  # nothing to fetch to see it
-        assert "Conditions of measurement" in text and "The machine" in text
+        assert "application/vnd.jupyter.stderr" not in text  # no library noise on the page
+        assert "Conditions of measurement" in text and "The machine" in text and "Appendix" in text
         assert re.search(r"<h2[^>]*>Recommendation", text) and "Searched " in text
-        # an answer, whichever the timing noise allows: a configuration confirmed on the held-out split, or the
-        # baseline with the reason
-        assert ("Ship <code>" in text and "held-out" in text) or "ship the baseline" in text
-        shipped = re.search(r"Ship <code>([^<]+)</code>", text)
-        if shipped:  # the per-layer view of the recommendation (or why there is none)
-            assert f"Why: <code>{shipped.group(1)}</code>" in text and len(_images(text)) >= 4
+        # the headline first (before the chart, the table and the machine), and consistent with the table
+        headline = re.search(r"<p class=.wb-headline.>(Ship [^<]+)</p>", text)
+        assert headline and text.index(headline.group(0)) < text.index("Trade-off") < text.index("The machine")
+        shipped = re.match(r"Ship (\S+(?: \+ \S+)*): ([^,]+), ([^,]+), ", headline.group(1))
+        if shipped:  # a configuration: its row says recommended, with the same speed-up and size change
+            pipeline, speed, size = shipped.groups()
+            row = re.search(rf"<td>{re.escape(pipeline)}</td>\s*<td>recommended</td>(.*?)</tr>", text, re.S)
+            assert row and f"<td>{speed}</td>" in row.group(1) and f"<td>{size}</td>" in row.group(1), headline
+            assert "held-out data" in headline.group(1)
+            assert f"Why: <code>{pipeline}</code>" in text and len(_images(text)) >= 4
+        else:
+            assert headline.group(1).startswith("Ship the original model") and "ship the baseline" in text
+        # units for people in the key table; every column of every trial one click away (CSV) and in the appendix
+        assert re.search(r"<td>[\d.]+ ms ± [\d.]+</td>", text) and re.search(r"<td>[\d.,]+ (B|KB|MB)</td>", text)
+        assert "data:text/csv;base64," in text and "wb-appendix" in text
     # the search went beyond the listed pipelines (each recipe alone first), and chose on the validation split
     assert "each recipe alone" in a and "asked for" in a
-    if "Ship <code>int8-dynamic</code>" in b:  # the MLP's int8: its layer view with explanation, chart and table
+    if "Ship int8-dynamic:" in b:  # the MLP's int8: its layer view with explanation, chart and table
         assert "Why: <code>int8-dynamic</code>, layer by layer" in b and "of the time" in b and len(_images(b)) >= 5
     # the MLP has no BatchNorm: fold-bn is a row that says so, and the report still renders
     assert "unsupported" in b and "no BatchNorm" in b
@@ -79,3 +89,24 @@ def test_report_output_must_be_html(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "workbench", "report", "--recipes", "fold-bn", "--out",
                            str(tmp_path / "r.pdf")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and ".html" in proc.stderr
+
+
+@pytest.mark.browser
+def test_a_report_reads_in_a_browser_and_prints_to_pdf(tmp_path):
+    """The stakeholder's copy: the MLP report opened in headless Chromium (a screenshot for a reviewer) and as PDF."""
+    import shutil
+
+    from .test_app import ARTIFACTS
+
+    if not shutil.which("chromium"):
+        pytest.skip("Chromium is not installed here: `make test` installs it")
+    proc, out = _report(tmp_path, "--model", "digits-mlp", "--recipes", "int8-dynamic", "--pdf")
+    assert proc.returncode == 0, proc.stderr
+    pdf = out.with_suffix(".pdf")
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 20_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'c'}",
+                    f"--screenshot={ARTIFACTS / 'report.png'}", "--window-size=1200,2400", out.resolve().as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    shutil.copy(pdf, ARTIFACTS / "report.pdf")
+    assert (ARTIFACTS / "report.png").stat().st_size > 50_000

@@ -81,6 +81,7 @@ class TradeoffPanel(W.VBox):
                                   + "</small>" if unavailable else "")
         self.help = W.HTML("<small>" + "<br>".join(f"<b>{k}</b>: {v}" for k, v in HELP.items()) + "</small>")
         self.status = W.HTML()
+        self.headline = W.HTML()
         self.numbers = W.HTML()
         self.pin_button = W.Button(description="pin", tooltip="keep this configuration marked on the chart")
         self.csv_button = W.Button(description="export CSV")
@@ -126,7 +127,7 @@ class TradeoffPanel(W.VBox):
         self.model_button.on_click(lambda _: self._export("model"))
         self.model.on_change(self.refresh)
         super().__init__([
-            W.HTML(f"<h3>{html.escape(study.task.describe())}</h3>"),
+            self.headline, W.HTML(f"<h3>{html.escape(study.task.describe())}</h3>"),
             self.precision, W.HBox([self.sparsity, self.pattern]), self.fusion, self.runtime, self.unavailable,
             self.status, W.HBox([self.numbers, self.chart]),
             W.HBox([self.pin_button, self.csv_button, self.model_button]), self.pins, self.downloads, self.finder,
@@ -227,6 +228,7 @@ class TradeoffPanel(W.VBox):
 
     def refresh(self) -> None:
         m = self.model
+        self.headline.value = f"<p class='wb-headline'><b>{html.escape(m.headline())}</b></p>"
         self.status.value = _status_html(m, "measuring")
         self.numbers.value = _numbers_html(m)
         self.pins.value = ("pinned: " + ", ".join(f"<code>{html.escape(p)}</code>" for p in m.pinned)) if m.pinned else ""

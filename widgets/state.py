@@ -265,9 +265,29 @@ class TradeoffModel(TrialModel):
         current = self.shown["pipeline"] if self.shown else None
         return wb.charts.tradeoff(self.frame(), current=current, pinned=self.pinned)
 
+    def headline(self, max_drop: float = 1.0) -> str:
+        """What the page says first: the fastest configuration measured so far that loses at most `max_drop`
+        (points of accuracy, % of Spearman) and what it costs — or that nothing measured beats the original yet."""
+        frame = self.study.results().frame
+        quality = wb.recommend.quality_of(self.study.task)
+        base = frame[frame["is_baseline"].astype(bool)].iloc[0]
+        ok = frame[(frame["status"] == "ok") & ~frame["is_baseline"].astype(bool)].copy()
+        budget = f"within {max_drop:g} {quality.unit.replace('points', 'point', 1) if max_drop == 1 else quality.unit}"
+        if len(ok):
+            ok["drop"] = [quality.drop(base[quality.column], v) for v in ok[quality.column]]
+            noise = (ok["latency_ms_iqr"].fillna(0) + (base["latency_ms_iqr"] or 0)) / 2
+            ok = ok[(ok["drop"] <= max_drop) & (ok["latency_ms_p50"] < base["latency_ms_p50"] - noise)]
+        if not len(ok):
+            return (f"Nothing measured so far is faster than the original model {budget}: flip a control, or let "
+                    "“find the fastest” search")
+        best = ok.sort_values("latency_ms_p50").iloc[0]
+        return (f"Fastest measured so far {budget}: "
+                + wb.readable.summary(base.to_dict(), best.to_dict(), quality.describe_change(best["drop"])))
+
     def comparison(self) -> list[dict]:
         metric = self.study.task.metric_name
-        quantities = tuple((k, metric if k == "metric" and metric else label, kind)
+        quantities = tuple((k, metric if k == "metric" and metric else label,
+                            "score" if k == "metric" and metric != "accuracy" else kind)
                            for k, label, kind in self.QUANTITIES if k != "metric" or metric)
         return self.compare(quantities)
 

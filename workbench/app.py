@@ -44,6 +44,9 @@ def serve(port: int = 8866, model: str = "digits-cnn", *, data: str | None = Non
         raise WorkbenchError(f"--models {models_dir!r} is not a folder")
     port = port or free_port()
     store = cache_dir() / "app-results.db"
+    from .sources import page_source
+
+    data, task = page_source(model, data, task)
     source = {"data": data, "task": task, "architecture": architecture, "trusted": trusted}
     print(f"pre-warming {model} (trained model and baseline cached in {store}) …", file=sys.stderr, flush=True)
     prewarm(model, store, **source)

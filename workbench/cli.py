@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--search", default="0",
                      help="time to search beyond the listed pipelines, e.g. 2m (default 0: choose among them)")
     rep.add_argument("--out", required=True, help="the HTML file to write")
+    rep.add_argument("--pdf", action="store_true", help="also print it to PDF beside the HTML (headless Chromium)")
 
     app = sub.add_parser("app", help="serve the dashboard (Voila) on 127.0.0.1")
     app.add_argument("--port", type=int, default=8866, help="port to serve on (0: any free port)")
@@ -276,12 +277,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .files import check_writable
 
     check_writable(Path(args.out).with_suffix(".csv"))
-    data, kind = _data_args(args)
+    from .sources import page_source
+
+    data, kind = page_source(args.model, *_data_args(args))
     params = {"model": _absolute(args.model), "recipes": args.recipes, "data": _absolute(data), "task": kind,
               "architecture": args.architecture, "trusted": args.trusted, "split": args.split,
               "batch_size": args.batch_size, "threads": args.threads, "min_time": args.min_time, "store": args.store,
               "max_drop": args.max_drop, "objective": args.objective, "search_budget": search_budget}
     print(f"wrote {render(params, args.out)}")
+    if args.pdf:
+        from .report import to_pdf
+
+        print(f"wrote {to_pdf(args.out, Path(args.out).with_suffix('.pdf'))}")
     return 0
 
 

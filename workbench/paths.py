@@ -1,4 +1,4 @@
-"""Where the workbench keeps its caches (trained zoo models, device peaks)."""
+"""Where the workbench keeps its caches (trained zoo models, device peaks) and finds the data it ships."""
 
 from __future__ import annotations
 
@@ -16,3 +16,8 @@ def cache_dir() -> Path:
         path = Path(base) / "efficiency-workbench"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def data_dir() -> Path:
+    """The data shipped with the workbench (the repository's data/, package data in a wheel): the STS Benchmark."""
+    return Path(__file__).resolve().parent / "data"

@@ -12,7 +12,8 @@ import math
 from typing import NamedTuple
 
 #: kind of quantity -> whether lower is better (None: neither way is better)
-KINDS = {"time": True, "size": True, "memory": True, "rate": False, "points": False, "loss": True, "share": None}
+KINDS = {"time": True, "size": True, "memory": True, "rate": False, "points": False, "score": False, "loss": True,
+         "share": None}
 #: a change smaller than this (relative for ratios, in points for points) reads as "unchanged"; sizes are exact, so
 #: a smaller change of size still counts
 SAME = {"ratio": 0.02, "size": 0.001, "points": 0.05}
@@ -57,7 +58,9 @@ def ms(value, iqr=None) -> str:
 
 
 def percent(share) -> str:
-    return "–" if _missing(share) else f"{number(100 * share)}%"
+    if _missing(share):
+        return "–"
+    return "<0.01%" if 0 < abs(share) < 1e-4 else f"{number(100 * share)}%"
 
 
 def show(kind: str, value) -> str:
@@ -68,7 +71,7 @@ def show(kind: str, value) -> str:
         return ms(value)
     if kind in ("points", "share"):
         return percent(value)
-    return number(value)
+    return number(value)  # score, rate, loss
 
 
 def change(kind: str, baseline, current, *, noise: float | None = None) -> Change:
@@ -83,9 +86,13 @@ def change(kind: str, baseline, current, *, noise: float | None = None) -> Chang
             return Change("unchanged", "same", None)
         verdict = None if lower_is_better is None else ("better" if diff > 0 else "worse")
         return Change(f"{diff:+.{1 if abs(diff) >= 0.1 else 2}f} points".replace("-", "−"), verdict, None)
-    if kind == "loss":
+    if kind in ("loss", "score"):  # a loss (lower is better) or a score that is not a share (Spearman)
         diff = current - baseline
-        return Change(f"{diff:+.3g}", "same" if abs(diff) < 1e-12 else ("better" if diff < 0 else "worse"), None)
+        if abs(diff) < (5e-4 if kind == "score" else 1e-12):
+            return Change("unchanged", "same", None)
+        better = diff < 0 if kind == "loss" else diff > 0
+        return Change(f"{diff:+.3g}".replace("-", "−") if kind == "score" else f"{diff:+.3g}",
+                      "better" if better else "worse", None)
     if baseline == 0 or current == 0:
         return Change("–", None, None)
     ratio = current / baseline
@@ -100,6 +107,19 @@ def change(kind: str, baseline, current, *, noise: float | None = None) -> Chang
     better = lower if lower_is_better else not lower
     return Change(f"{factor:.{(3 if factor < 1.1 else 2) if factor < 10 else 1}f}x {words[0] if lower else words[1]}",
                   "better" if better else "worse", ratio)
+
+
+def summary(baseline, row, quality: str, *, speedup: float | None = None) -> str:
+    """A configuration against the baseline in one line: "int8-static: 2.31x faster, 2.99x smaller, accuracy
+    unchanged". `baseline` and `row` are results rows (mappings); `quality` says what it cost; `speedup` (baseline
+    time over this one's, e.g. timed again side by side) replaces the rows' latency ratio."""
+    if speedup:
+        speed = change("time", 1.0, 1.0 / speedup).text
+    else:
+        noise = sum(r.get("latency_ms_iqr") or 0 for r in (baseline, row)) / 2 or None
+        speed = change("time", baseline.get("latency_ms_p50"), row.get("latency_ms_p50"), noise=noise).text
+    size_change = change("size", baseline.get("size_bytes"), row.get("size_bytes")).text
+    return f"{row.get('pipeline')}: {speed}, {'size ' if size_change == 'unchanged' else ''}{size_change}, {quality}"
 
 
 COLOURS = {"better": "#1a7f37", "worse": "#b3261e", "noise": "#777", "same": "#777"}

@@ -17,9 +17,35 @@ PAGE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }} td, th {{ border: 1px solid #ccc; padding: 2px 6px; }}
-pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; }} .wb-error {{ border: 2px solid #b00;
-padding: 0.6em 1em; background: #fff4f4; }}</style></head>
+pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }}
+.wb-error {{ border: 2px solid #b00; padding: 0.6em 1em; background: #fff4f4; }}
+.wb-headline {{ font-size: 1.25em; font-weight: 600; border-left: 4px solid #1a7f37; padding: 0.4em 0.8em;
+background: #f3faf5; }}
+.wb-appendix table {{ table-layout: fixed; width: 100%; font-size: 0.7em; }}
+.wb-appendix td, .wb-appendix th {{ word-break: break-word; overflow-wrap: anywhere; }}
+.jp-OutputArea-output {{ overflow-x: auto; }} table {{ max-width: 100%; }}
+@media print {{ body {{ max-width: none; }} .jp-OutputArea-output {{ overflow-x: visible; }} }}</style></head>
 <body>{error}{body}</body></html>"""
+
+
+def to_pdf(page: str | Path, pdf: str | Path, *, timeout_s: float = 180) -> Path:
+    """Print a rendered HTML report to PDF with headless Chromium (the browser the tests already use)."""
+    import shutil
+    import subprocess
+
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
+    if browser is None:
+        raise WorkbenchError("a PDF is printed by headless Chromium, which is not installed: apt-get install chromium "
+                             "(the HTML report is written all the same)")
+    pdf = Path(pdf).resolve()
+    with tempfile.TemporaryDirectory(prefix="wb-pdf-") as profile:
+        proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                               f"--user-data-dir={profile}", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+                               Path(page).resolve().as_uri()], capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
+        raise WorkbenchError(f"Chromium could not print {page} to PDF: {proc.stderr.strip()[-300:]}")
+    return pdf
 
 
 def render(parameters: dict[str, Any], out: str | Path) -> Path:

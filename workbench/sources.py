@@ -64,6 +64,16 @@ def open_model(model: str | os.PathLike, *, data: str | os.PathLike | None = Non
 DATA_SUFFIXES = (".npz", ".csv", ".tsv")
 
 
+def page_source(model: Any, data: Any = None, task: str | None = None) -> tuple[Any, str | None]:
+    """(data, task) a page (dashboard, report) measures `model` on: what was given, else the data people know the
+    zoo model by (MiniLM: the STS Benchmark dev split), else None for the model's own task."""
+    from . import zoo
+
+    if data is not None or task is not None or is_model_file(model):
+        return data, task
+    return zoo.page_data(str(model)) or (None, None)
+
+
 def model_choices(model: str | None = None, *, models_dir: str | os.PathLike | None = None, data: Any = None,
                   task: str | None = None, architecture: str | None = None, trusted: bool = False) -> dict[str, dict]:
     """What the dashboard's model chooser offers: label → `open_model` arguments. The model given first (a zoo
@@ -77,8 +87,8 @@ def model_choices(model: str | None = None, *, models_dir: str | os.PathLike | N
     if model is not None and is_model_file(model):
         choices[Path(model).name] = {"model": str(model), "data": data, **source}
     for name in zoo.names():
-        choices[name] = {"model": name, "data": data if name == model else None,
-                         "task": task if name == model else None}
+        given = page_source(name, data, task) if name == model else page_source(name)
+        choices[name] = {"model": name, "data": given[0], "task": given[1]}
     if models_dir is not None:
         folder = Path(models_dir)
         if not folder.is_dir():

@@ -40,6 +40,23 @@ class Quality:
         return f"a drop of {drop:.2f} {self.unit}" if drop >= 0 else f"a gain of {-drop:.2f} {self.unit}"
 
 
+    def describe_change(self, drop: float, ci: tuple[float, float] | None = None) -> str:
+        """The quality cost for a headline: "accuracy unchanged (95% CI −0.8 to +0.8 points)", "accuracy −0.3
+        points", "99.72% of Spearman kept"."""
+        if drop != drop:
+            return f"{self.name} unknown"
+        if self.relative:
+            text = f"{100 - drop:.2f}% of {self.name} kept"
+        elif abs(drop) < 0.05:
+            text = f"{self.name} unchanged"
+        else:
+            text = f"{self.name} {-drop:+.1f} points".replace("-", "−")
+        if ci is not None and ci[0] == ci[0]:
+            unit = "%" if self.relative else " points"
+            text += f" (95% CI of the drop {ci[0]:+.2f} to {ci[1]:+.2f}{unit})".replace("-", "−")
+        return text
+
+
 def quality_of(task: Task) -> Quality:
     """The quality a search holds configurations to on `task`."""
     if task.metric_name == "accuracy":

@@ -75,6 +75,24 @@ class SearchResult:
         return view[list(TRIED_COLUMNS)]
 
     # -- words and pictures ----------------------------------------------------------------------
+    def headline(self) -> str:
+        """What a page says first: the configuration to ship on this machine and what it costs, or why none."""
+        from .. import readable
+
+        if not self.met:
+            if self._within_but_not_better():
+                return ("Ship the original model: no configuration was faster than it beyond the timing noise within "
+                        f"{self.max_drop:g} {self.quality.unit}")
+            return f"Ship the original model: no configuration kept within {self.max_drop:g} {self.quality.unit}"
+        row, check = self.row(self.recommended), self.check_of(self.recommended)
+        base = self.baseline.to_dict()
+        if check is not None:
+            cost = self.quality.describe_change(check.drop, (check.ci_low, check.ci_high)) + " on held-out data"
+        else:
+            cost = self.quality.describe_change(row["drop"])
+        # the rows' own numbers, as the page's table shows them (the interleaved re-timing is in `explanation`)
+        return "Ship " + readable.summary(base, row.to_dict(), cost)
+
     def _fmt(self, value: float) -> str:
         if value is None or value != value:
             return "–"

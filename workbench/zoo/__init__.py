@@ -63,3 +63,15 @@ def _minilm(split: str = "val"):
 
 
 register("minilm-l6", _minilm)
+
+#: what pages (the dashboard, the report) measure a zoo model on when no data is given, if not its own task:
+#: the number people know for MiniLM is its STS Benchmark Spearman (the dev split ships in data/)
+PAGE_DATA = {"minilm-l6": ("stsbenchmark/sts-dev.csv", "sts")}
+
+
+def page_data(name: str) -> tuple[str, str] | None:
+    """(data path, task kind) a page uses for zoo model `name`, or None for the model's own task."""
+    from ..paths import data_dir
+
+    entry = PAGE_DATA.get(name)
+    return (str(data_dir() / entry[0]), entry[1]) if entry else None
