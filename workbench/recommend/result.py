@@ -87,7 +87,9 @@ class SearchResult:
         row, check = self.row(self.recommended), self.check_of(self.recommended)
         base = self.baseline.to_dict()
         if check is not None:
-            cost = self.quality.describe_change(check.drop, (check.ci_low, check.ci_high)) + " on held-out data"
+            where = (" on held-out data" if "not held out" not in self.holdout else
+                     " on the data it was chosen on (nothing was held out)")
+            cost = self.quality.describe_change(check.drop, (check.ci_low, check.ci_high)) + where
         else:
             cost = self.quality.describe_change(row["drop"])
         # the rows' own numbers, as the page's table shows them (the interleaved re-timing is in `explanation`)
