@@ -176,19 +176,9 @@ def _open(args: argparse.Namespace, split: str = "val"):
 
 def _search_tasks(args: argparse.Namespace, seed: int = 0):
     """(model handle, the task searched on, the held-out task) for `workbench search`."""
-    from .errors import DataError
-    from .sources import with_holdout
+    from .sources import check_holdout, with_holdout
 
-    holdout = args.holdout
-    if holdout not in (None, "test") and not holdout.startswith("sts:"):
-        try:
-            float(holdout)
-        except ValueError:
-            from pathlib import Path
-
-            if not Path(holdout).exists():
-                raise DataError(f"--holdout {holdout!r}: use test, a data path, sts:PATH or a fraction such as "
-                                "0.5") from None
+    holdout = check_holdout(args.holdout)  # a mistake fails before the model loads
     handle, task = _open(args)
     return (handle, *with_holdout(args.model, handle, task, data=_data_args(args)[0], holdout=holdout, seed=seed))
 

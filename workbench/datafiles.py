@@ -221,36 +221,32 @@ def check_fit(handle: Any, task: Any, source: str = "the data") -> None:
                             "scores per sample: the labels do not match the model's outputs")
 
 
-def _expected_inputs(handle: Any) -> str | None:
-    """What the model declares it takes, as 'float32 [batch, 1, 8, 8]', where its format says."""
+def _declared_input(handle: Any) -> tuple[str, list] | None:
+    """(dtype, shape) of the model's first input as its format declares it (None where it does not say)."""
     try:
         if handle.format == "onnx":
             first = handle._session().get_inputs()[0]
-            return f"{first.type} {first.shape}"
+            return first.type, list(first.shape)
         if handle.format == "tflite":
             detail = handle.io[0]
-            return f"{np.dtype(detail['dtype']).name} {list(detail['shape_signature'])}"
+            return np.dtype(detail["dtype"]).name, list(detail["shape_signature"])
         if handle.format == "keras":
-            return f"{handle.payload.inputs[0].dtype} {list(handle.payload.inputs[0].shape)}"
+            return str(handle.payload.inputs[0].dtype), list(handle.payload.inputs[0].shape)
     except Exception:
         return None
     return None
 
 
+def _expected_inputs(handle: Any) -> str | None:
+    """What the model declares it takes, as 'float32 [None, 8, 8, 1]'."""
+    declared = _declared_input(handle)
+    return f"{declared[0]} {declared[1]}" if declared else None
+
+
 def layout_for(handle: Any) -> str:
-    """Channels first or last for images fed to this model: what its declared 4-D input says, else its format's
-    convention (Keras and TFLite channels last)."""
-    shape = None
-    try:
-        if handle.format == "onnx":
-            shape = handle._session().get_inputs()[0].shape
-        elif handle.format == "tflite":
-            shape = list(handle.io[0]["shape"])
-        elif handle.format == "keras":
-            shape = list(handle.payload.inputs[0].shape)
-    except Exception:
-        shape = None
-    if shape is not None and len(shape) == 4:
-        return "nchw" if shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4) else "nhwc" \
-            if shape[3] in (1, 3, 4) else "nchw"
+    """Channels first or last for images fed to this model: what its declared 4-D input says (a last axis of 1, 3
+    or 4 channels: last), else its format's convention (Keras and TFLite channels last)."""
+    declared = _declared_input(handle)
+    if declared is not None and len(declared[1]) == 4:
+        return "nhwc" if declared[1][3] in (1, 3, 4) else "nchw"
     return "nhwc" if handle.format in ("keras", "tflite") else "nchw"

@@ -113,6 +113,26 @@ def _check_kind(handle: Any, task: Any, name: str) -> None:
         raise DataError(f"{name} is a text model: give it sentences (an STS-format file), not {task.name}")
 
 
+def check_holdout(holdout: Any) -> Any:
+    """A holdout as given (a Task, "test" or None, a fraction, "sts:PATH", a data path), a fraction given as text
+    made a float; anything else a DataError — checked before a model is loaded."""
+    from .tasks import Task
+
+    if holdout is None or holdout == "test" or isinstance(holdout, Task):
+        return holdout
+    if isinstance(holdout, (int, float)) and not isinstance(holdout, bool):
+        return float(holdout)
+    if isinstance(holdout, str):
+        if holdout.startswith("sts:"):
+            return holdout
+        try:
+            return float(holdout)
+        except ValueError:
+            if Path(holdout).exists():
+                return holdout
+    raise DataError(f"holdout {holdout!r} (--holdout): use test, a data path, sts:PATH or a fraction such as 0.5")
+
+
 def with_holdout(model: Any, handle: Any, task: Any, *, data: Any = None, holdout: Any = None,
                  seed: int = 0) -> tuple[Any, Any]:
     """(the task a search selects on, the task its answer is confirmed on). `holdout`: a Task; "test" or None
@@ -122,20 +142,15 @@ def with_holdout(model: Any, handle: Any, task: Any, *, data: Any = None, holdou
     from .datafiles import layout_for, load_data
     from .tasks import Task
 
+    holdout = check_holdout(holdout)
     if isinstance(holdout, Task):
         return task, holdout
-    if isinstance(holdout, str) and holdout not in ("test",):
-        if holdout.startswith("sts:"):
-            return task, load_data(holdout[4:], task="sts")
-        try:
-            holdout = float(holdout)
-        except ValueError:
-            if not Path(holdout).exists():
-                raise DataError(f"holdout {holdout!r}: use test, a fraction such as 0.5, sts:PATH or a data "
-                                "path") from None
-            return task, load_data(holdout, layout=layout_for(handle))
-    if isinstance(holdout, (int, float)) and not isinstance(holdout, bool):
-        return task.split(float(holdout), seed=seed)
+    if isinstance(holdout, float):
+        return task.split(holdout, seed=seed)
+    if isinstance(holdout, str) and holdout.startswith("sts:"):
+        return task, load_data(holdout[4:], task="sts")
+    if isinstance(holdout, str) and holdout != "test":
+        return task, load_data(holdout, layout=layout_for(handle))
     if not is_model_file(model) and data is None:
         _, test = zoo.load(str(model), split="test")
         if test.fingerprint() != task.fingerprint():
