@@ -184,10 +184,7 @@ class TrialModel:
         out = []
         for key, label, kind in quantities:
             b, c = base.get(key), cur.get(key)
-            noise = None
-            if kind == "time" and key == "latency_ms_p50":
-                spreads = [r.get("latency_ms_iqr") for r in (base, cur)]
-                noise = sum(s for s in spreads if isinstance(s, (int, float)) and s == s) / 2 or None
+            noise = wb.readable.timing_noise(base, cur) if key == "latency_ms_p50" else None
             change = wb.readable.change(kind, b, c, noise=noise) if cur else wb.readable.Change("–", None, None)
             spread = key == "latency_ms_p50"
             out.append({"quantity": label, "baseline": b, "current": c,
@@ -275,8 +272,9 @@ class TradeoffModel(TrialModel):
         budget = f"within {max_drop:g} {quality.unit.replace('points', 'point', 1) if max_drop == 1 else quality.unit}"
         if len(ok):
             ok["drop"] = [quality.drop(base[quality.column], v) for v in ok[quality.column]]
-            noise = (ok["latency_ms_iqr"].fillna(0) + (base["latency_ms_iqr"] or 0)) / 2
-            ok = ok[(ok["drop"] <= max_drop) & (ok["latency_ms_p50"] < base["latency_ms_p50"] - noise)]
+            faster = ok.apply(lambda r: r["latency_ms_p50"] < base["latency_ms_p50"]
+                              - (wb.readable.timing_noise(base, r) or 0), axis=1).astype(bool)
+            ok = ok[(ok["drop"] <= max_drop) & faster]
         if not len(ok):
             return (f"Nothing measured so far is faster than the original model {budget}: flip a control, or let "
                     "“find the fastest” search")

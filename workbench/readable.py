@@ -109,6 +109,12 @@ def change(kind: str, baseline, current, *, noise: float | None = None) -> Chang
                   "better" if better else "worse", ratio)
 
 
+def timing_noise(baseline, row) -> float | None:
+    """The spread two latencies are compared within: the mean of their IQRs (results rows as mappings)."""
+    spreads = [r.get("latency_ms_iqr") for r in (baseline, row)]
+    return sum(s for s in spreads if isinstance(s, (int, float)) and s == s) / 2 or None
+
+
 def summary(baseline, row, quality: str, *, speedup: float | None = None) -> str:
     """A configuration against the baseline in one line: "int8-static: 2.31x faster, 2.99x smaller, accuracy
     unchanged". `baseline` and `row` are results rows (mappings); `quality` says what it cost; `speedup` (baseline
@@ -116,8 +122,8 @@ def summary(baseline, row, quality: str, *, speedup: float | None = None) -> str
     if speedup:
         speed = change("time", 1.0, 1.0 / speedup).text
     else:
-        noise = sum(r.get("latency_ms_iqr") or 0 for r in (baseline, row)) / 2 or None
-        speed = change("time", baseline.get("latency_ms_p50"), row.get("latency_ms_p50"), noise=noise).text
+        speed = change("time", baseline.get("latency_ms_p50"), row.get("latency_ms_p50"),
+                       noise=timing_noise(baseline, row)).text
     size_change = change("size", baseline.get("size_bytes"), row.get("size_bytes")).text
     return f"{row.get('pipeline')}: {speed}, {'size ' if size_change == 'unchanged' else ''}{size_change}, {quality}"
 
