@@ -96,6 +96,8 @@ def change(kind: str, baseline, current, *, noise: float | None = None) -> Chang
     if baseline == 0 or current == 0:
         return Change("–", None, None)
     ratio = current / baseline
+    if current == baseline:  # the same measurement (the original shown against itself)
+        return Change("unchanged", "same", ratio)
     if noise is not None and abs(current - baseline) <= noise:
         return Change(f"within noise ({ratio:.2f}x)", "noise", ratio)
     if abs(ratio - 1) < SAME["size" if kind in ("size", "memory") else "ratio"]:
