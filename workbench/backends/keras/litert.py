@@ -6,7 +6,6 @@ allocated, so the XNNPACK delegate (on unless `xnnpack=False`) plans for that sh
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from typing import Any
@@ -17,6 +16,7 @@ from ..._native import quiet_native_stderr
 from ..._optional import version_of
 from ...errors import DataError
 from ...model import ModelHandle, ThreadedRuntime, WeightStats
+from ...profiling.device import available_cores
 from . import _tf
 
 
@@ -118,7 +118,7 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         resolver = (lite.OpResolverType.AUTO if self.xnnpack
                     else lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            interpreter = lite.Interpreter(model_content=self.payload, num_threads=self._threads or len(os.sched_getaffinity(0)),
+            interpreter = lite.Interpreter(model_content=self.payload, num_threads=self._threads or available_cores(),
                                            experimental_op_resolver_type=resolver)
         if shape is not None:
             index = interpreter.get_input_details()[0]["index"]
