@@ -176,8 +176,6 @@ def lstm_study():
 
 
 @pytest.mark.parametrize("spec, fragment", [
-    ("int8-static", "LSTM 'rnn'"),
-    ("qat", "LSTM 'rnn'"),
     ("fuse", "no BatchNorm layer"),
     ("channels-last", "no Conv2d layer"),
     ("fold-bn", "no BatchNorm"),
@@ -190,9 +188,84 @@ def test_unsupported_rows_name_the_layer(lstm_study, spec, fragment):
     assert fragment in row["error"]
 
 
+@pytest.mark.parametrize("spec", ["int8-static", "qat"])
+def test_static_int8_quantizes_around_a_recurrent_layer_and_keeps_it_float(lstm_study, spec):
+    """No static int8 kernel for an LSTM: it stays fp32 (the row says so) and the head is quantized."""
+    row = lstm_study.run([spec], progress=False).row(spec)
+    assert row["status"] == "ok", row["error"]
+    assert row["precision"] == "int8" and row["fidelity_cosine"] >= 0.95
+    assert "kept in fp32" in row["notes"] and "LSTM 'rnn'" in row["notes"]
+    quantized = lstm_study.handle(spec).payload
+    assert isinstance(quantized.get_submodule("rnn"), nn.LSTM)
+    assert type(quantized.get_submodule("head")).__module__.startswith("torch.ao.nn.quantized")
+
+
+def test_static_int8_on_attention_alone_is_unsupported_naming_it():
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.attention(x, x, x)[0]
+
+    x = np.random.default_rng(0).standard_normal((8, 4, 8)).astype(np.float32)
+    study = wb.Study(Attention(), wb.tasks.Unlabelled(x), timing=FAST, measure_memory=False)
+    row = study.run(["int8-static"], progress=False).row("int8-static")
+    assert row["status"] == "unsupported" and "MultiheadAttention 'attention'" in row["error"]
+    assert "use int8-dynamic" in row["error"]
+
+
 def test_int8_dynamic_does_take_the_lstm(lstm_study):
     row = lstm_study.run(["int8-dynamic"], progress=False).row("int8-dynamic")
     assert row["status"] == "ok" and row["fidelity"] >= 0.9
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("kwargs", [{}, {"key_padding_mask": True}, {"attn_mask": True},
+                                    {"need_weights": False}, {"average_attn_weights": False}, {"kdim": 16}])
+def test_split_attention_is_multihead_attention(batch_first, kwargs):
+    """int8-dynamic's view of nn.MultiheadAttention (Q, K, V and output projections as Linear modules) gives the
+    module's own outputs and weights, batch-first or not, with padding and attention masks."""
+    from workbench.backends.torch.attention import SplitAttention
+
+    torch.manual_seed(0)
+    kwargs = dict(kwargs)
+    kdim = kwargs.pop("kdim", None)
+    attention = nn.MultiheadAttention(32, 4, batch_first=batch_first, kdim=kdim, vdim=kdim).eval()
+    split = SplitAttention(attention)
+    q, kv = torch.randn(5, 12, 32), torch.randn(5, 7, kdim or 32)
+    if not batch_first:
+        q, kv = q.transpose(0, 1), kv.transpose(0, 1)
+    if kwargs.pop("key_padding_mask", False):
+        kwargs["key_padding_mask"] = torch.zeros(5, 7, dtype=torch.bool).index_fill_(1, torch.tensor([5, 6]), True)
+    if kwargs.pop("attn_mask", False):
+        kwargs["attn_mask"] = torch.ones(12, 7, dtype=torch.bool).tril().logical_not()
+    with torch.no_grad():
+        (out, weights), (split_out, split_weights) = attention(q, kv, kv, **kwargs), split(q, kv, kv, **kwargs)
+    assert (out - split_out).abs().max() < 1e-5
+    assert (weights is None) == (split_weights is None)
+    if weights is not None:
+        assert (weights - split_weights).abs().max() < 1e-5
+
+
+def test_int8_dynamic_quantizes_a_transformer_encoder_and_keeps_its_outputs():
+    """The issue-21 failure: after dynamic quantization the encoder layer's fast path read `.weight.device` of a
+    quantized Linear. Now the attention projections are int8 too and the encoder runs on its slow path."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True)
+    model = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)).eval()
+    x = np.random.default_rng(0).standard_normal((16, 6, 32)).astype(np.float32)
+    study = wb.Study(model, wb.tasks.Unlabelled(x), timing=FAST, measure_memory=False)
+    row = study.run(["int8-dynamic", "int8-dynamic(exclude=0.layers.0.self_attn)"], progress=False).frame.set_index("pipeline")
+    assert set(row["status"]) == {"ok"}
+    assert row.loc["int8-dynamic", "fidelity_cosine"] >= 0.99
+    handle = study.handle("int8-dynamic")
+    quantized = {n for n, m in handle.payload.named_modules() if type(m).__module__.startswith("torch.ao.nn.quantized")}
+    assert {"0.layers.0.self_attn.q_proj", "0.layers.1.self_attn.out_proj", "0.layers.1.linear2"} <= quantized
+    assert "MultiheadAttention layer(s) run their Q, K, V" in " ".join(handle.notes)
+    kept = study.handle("int8-dynamic(exclude=0.layers.0.self_attn)").payload
+    assert isinstance(kept.get_submodule("0.layers.0.self_attn"), nn.MultiheadAttention)
 
 
 @pytest.mark.parametrize("spec, fragment", [

@@ -109,7 +109,9 @@ def _rebuild(layer: Any, tfk: Any) -> Any:
     try:
         return target.from_config(config)
     except Exception as exc:
-        raise BridgeError(f"{layer.name} ({cls_name}): tf_keras rejects its config ({exc})") from None
+        why = " ".join(str(exc).split())
+        raise BridgeError(f"{layer.name} ({cls_name}): tf_keras rejects its config "
+                          f"({why[:200] + '…' if len(why) > 200 else why})") from None
 
 
 def bridged_or_unsupported(spec: str, handle: KerasModel, example: np.ndarray | None) -> tuple[Any, list[str]]:

@@ -44,14 +44,59 @@ def representative(spec: str, handle: KerasModel, context: ApplyContext, n: int)
     return lambda: ([data[i:i + 1]] for i in range(len(data)))
 
 
-def _converter(handle: KerasModel) -> Any:
+def _converter(handle: KerasModel) -> tuple[Any, str | None]:
+    """The TFLite converter for a Keras model, and a note when the model was changed to convert."""
     tf = _tf.tf()
-    if handle.flavor == "keras3" and not handle.subclassed:
-        return tf.lite.TFLiteConverter.from_keras_model(handle.payload)
-    # tf_keras models and subclassed models: convert the traced function (what from_keras_model does inside)
+    model, note = _unrolled(handle.payload, handle.flavor)
+    if handle.flavor == "keras3":
+        return tf.lite.TFLiteConverter.from_keras_model(model), note
+    # tf_keras models: convert the traced function (what from_keras_model does inside)
+    if model is not handle.payload:
+        handle = handle.evolve(payload=model)
     shape = handle.input_shape() or (None,) + tuple(np.asarray(handle.example_input).shape[1:])
     return tf.lite.TFLiteConverter.from_concrete_functions([handle.concrete_function((None,) + tuple(shape[1:]))],
-                                                           handle.payload)
+                                                           handle.payload), note
+
+
+def _unrolled(model: Any, flavor: str) -> tuple[Any, str | None]:
+    """A functional or sequential Keras 3 model whose recurrent layers (LSTM, GRU, SimpleRNN) run a loop is cloned
+    with `unroll=True` (the same weights and outputs): TFLite's converter cannot lower the loop's TensorList ops
+    with a dynamic batch (it needs the Flex delegate, which LiteRT does not ship), and lowers the unrolled steps
+    to builtin ops. Subclassed models and sequences of unknown length are returned as they are."""
+    if flavor == "keras3":
+        import keras
+    else:
+        import tf_keras as keras
+
+    from .handle import is_graph_model
+
+    loops = [layer for layer in getattr(model, "layers", ()) if isinstance(layer, keras.layers.RNN)
+             and not layer.unroll]
+    if not loops or not is_graph_model(model) or any(layer.input.shape[1] is None for layer in loops):
+        return model, None
+
+    def clone(layer: Any) -> Any:
+        if isinstance(layer, keras.layers.RNN) and not layer.unroll:
+            return layer.__class__.from_config({**layer.get_config(), "unroll": True})
+        return layer.__class__.from_config(layer.get_config())
+
+    try:
+        with _custom_objects(flavor):
+            unrolled = keras.models.clone_model(model, clone_function=clone)
+        unrolled.set_weights(model.get_weights())
+    except Exception:  # a layer that cannot be rebuilt from its config: convert as it is (the converter says why)
+        return model, None
+    names = ", ".join(f"{type(layer).__name__} '{layer.name}'" for layer in loops)
+    return unrolled, f"{names} unrolled over {loops[0].input.shape[1]} steps for TFLite (unroll=True, same weights)"
+
+
+def _custom_objects(flavor: str) -> Any:
+    """Where TF-MOT's wrappers (QAT, pruning, clustering) can be rebuilt from their configs."""
+    if flavor == "keras3":
+        return contextlib.nullcontext()
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.quantization.keras.quantize_scope()
 
 
 #: what each converting recipe makes of a Keras model: the flatbuffer's precision
@@ -73,7 +118,7 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
     if qat and recipe.name in ("int8-dynamic", "fp16"):
         raise UnsupportedError(spec, "a QAT model converts to int8 (its fake-quant ranges are learned): use "
                                      "'qat + tflite' or 'qat + int8-static'")
-    converter = _converter(handle)
+    converter, converted_note = _converter(handle)
     precision = CONVERTERS[recipe.name]
     if recipe.name != "tflite" or qat:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -104,6 +149,8 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
     except Exception as exc:
         raise UnsupportedError(spec, f"the TFLite converter failed ({type(exc).__name__}: {_first_line(exc)})") from None
     notes = list(handle.notes)
+    if converted_note:
+        notes.append(f"{spec}: {converted_note}")
     if denied:
         notes.append(f"{spec}: kept in float by exclude=: {', '.join(kept)} ({len(denied)} TFLite op(s) denylisted)")
     if qat:
@@ -147,7 +194,7 @@ def _denylist(recipe: Int8Static, handle: KerasModel, spec: str) -> tuple[list[s
         raise UnsupportedError(spec, "exclude= names layers of a functional or Sequential Keras model; this one is "
                                      "subclassed (no layer graph to match the converter's ops to)")
     with _quiet():
-        float_model = _converter(handle).convert()
+        float_model = _converter(handle)[0].convert()
     names = _op_names(LiteModel(float_model, handle, precision="fp32"))
     skip = excluded_layers(spec, recipe.exclude, list(dict.fromkeys(names.values())))
     return [node for node, layer in names.items() if layer in skip], [n for n in dict.fromkeys(names.values()) if n in skip]

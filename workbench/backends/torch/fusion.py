@@ -96,7 +96,9 @@ def torchscript(recipe: TorchScript, handle: TorchModel, context: ApplyContext) 
                 scripted = torch.jit.script(module)
             else:
                 with torch.no_grad():
-                    scripted = torch.jit.trace(module, example if isinstance(example, tuple) else (example,))
+                    # strict=False: a forward returning a dict (Hugging Face outputs) traces as one
+                    scripted = torch.jit.trace(module, example if isinstance(example, tuple) else (example,),
+                                               strict=False)
         except Exception as exc:
             raise UnsupportedError(spec, f"torch.jit.{recipe.mode} failed ({type(exc).__name__}: "
                                          f"{str(exc).splitlines()[0][:200]})"

@@ -244,6 +244,15 @@ def profiled_peak_bytes(fn: Callable[[], object]) -> int:
 
 def to_numpy(out: Any) -> np.ndarray:
     """A forward's output → float32 NumPy (the first tensor of a tuple; `logits` of a dict-like output)."""
+    tensor = output_tensor(out)
+    if tensor.is_quantized:
+        tensor = tensor.dequantize()
+    return tensor.detach().to("cpu", torch.float32).numpy()
+
+
+def output_tensor(out: Any) -> torch.Tensor:
+    """The tensor a forward's output stands for: itself, the first item of a tuple, `logits` of a dict-like
+    output (what is scored, and what fine-tuning takes the loss of)."""
     if isinstance(out, torch.Tensor):
         tensor = out
     elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
@@ -255,9 +264,7 @@ def to_numpy(out: Any) -> np.ndarray:
             f"the model's forward returned {type(out).__name__}; the workbench compares tensors: "
             "make forward return a tensor (or a tuple whose first item is the output)"
         )
-    if tensor.is_quantized:
-        tensor = tensor.dequantize()
-    return tensor.detach().to("cpu", torch.float32).numpy()
+    return tensor
 
 
 def _stored(value: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,32 @@ class ExecuTorchModel(ModelHandle):
 
 
 
+def _check_dynamic_batch(spec: str, program: ExecuTorchModel, handle: TorchModel, args: tuple, exported: Any) -> None:
+    """Run the program at a batch other than the export batch: ExecuTorch's memory plan can fix a tensor the
+    graph builds (an RNN's zero initial state) at the export batch, and then refuses any other batch."""
+    probe = tuple(a[:3] for a in args)
+    try:
+        with quiet_native_stderr():
+            program.method.execute([t.contiguous() for t in probe])
+    except Exception:
+        built = sorted({_owner(node) for node in exported.graph.nodes
+                        if node.op == "call_function" and any(k in str(node.target) for k in ("zeros", "full", "ones"))})
+        where = f" (tensors built inside {', '.join(built)})" if built else ""
+        raise UnsupportedError(spec, f"the ExecuTorch program runs only at the export batch of {len(args[0])}: its "
+                                     f"memory plan fixes a tensor the graph builds{where}. Pass such a tensor in "
+                                     "(e.g. an RNN's initial state) or export for one fixed batch") from None
+
+
+def _owner(node: Any) -> str:
+    """The module a graph node came from, as `Type 'name'` (the innermost of its nn_module_stack)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "the model's forward"
+    path, kind = list(stack.values())[-1]
+    kind = getattr(kind, "__name__", None) or str(kind).rsplit(".", 1)[-1].strip("'>")
+    return f"{kind} '{path}'"
+
+
 @register_handler(ExecuTorch, "torch")
 def executorch(recipe: ExecuTorch, handle: TorchModel, context: ApplyContext) -> ModelHandle:
     spec = recipe.to_spec()
@@ -84,6 +110,14 @@ def executorch(recipe: ExecuTorch, handle: TorchModel, context: ApplyContext) ->
     except Exception as exc:
         raise UnsupportedError(spec, f"torch.export / ExecuTorch lowering failed ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0][:200]})") from None
-    new = ExecuTorchModel(program.buffer, handle)
+    try:
+        new = ExecuTorchModel(program.buffer, handle)
+    except Exception as exc:  # the runtime has no kernel for an op the delegate left out
+        left = sorted({str(node.target) for node in program.exported_program().graph.nodes
+                       if node.op == "call_function" and str(node.target).startswith("aten.")})
+        raise UnsupportedError(spec, f"ExecuTorch's runtime cannot load the program ({str(exc).splitlines()[0][:120]}); "
+                                     f"ATen ops outside the XNNPACK delegate, one of which has no kernel here: "
+                                     f"{', '.join(left) or 'none'}") from None
+    _check_dynamic_batch(spec, new, handle, args, exported)
     new.notes = handle.notes + (f"{spec}: XNNPACK delegate; threads are ExecuTorch's own; batch up to {MAX_BATCH}",)
     return new

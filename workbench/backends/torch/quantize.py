@@ -14,6 +14,7 @@ from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.layers import excluded_layers
 from ...recipes.quantization import Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly, Qat
+from .attention import split_attention
 from .handle import TorchModel
 
 DYNAMIC_TARGETS = (nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
@@ -77,33 +78,79 @@ def layer_census(module: nn.Module, kinds: tuple[type, ...]) -> dict[str, list[s
 def int8_dynamic(recipe: Int8Dynamic, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
     _require_cpu_float(spec, handle)
-    targets = layer_census(handle.payload, DYNAMIC_TARGETS)
-    if not targets:
+    attention = layer_census(handle.payload, (nn.MultiheadAttention,)).get("MultiheadAttention", [])
+    targets = _dynamic_targets(handle.payload)
+    if not targets and not attention:
         found = layer_census(handle.payload, WEIGHT_LAYERS)
         have = ", ".join(f"{len(v)} {k}" for k, v in found.items()) or "no weight layers"
-        raise UnsupportedError(spec, f"it quantizes nn.Linear / LSTM / GRU layers and this model has none "
-                                     f"({have}); use int8-static for convolutions")
+        raise UnsupportedError(spec, f"it quantizes nn.Linear / LSTM / GRU / MultiheadAttention layers and this "
+                                     f"model has none ({have}); use int8-static for convolutions")
     engine = resolve_engine(recipe.engine, context, spec)
     qconfig = (torch.ao.quantization.per_channel_dynamic_qconfig if recipe.per_channel is True
                else torch.ao.quantization.default_dynamic_qconfig)
-    names = [n for layers in targets.values() for n in layers]
+    names = [n for layers in targets.values() for n in layers] + attention
+    names.sort(key=list(dict(handle.payload.named_modules())).index)
     skip = excluded_layers(spec, recipe.exclude, names) if recipe.exclude else set()
-    chosen = tuple(n for n in names if n not in skip)
+    module = copy.deepcopy(handle.payload)
+    chosen = tuple(n for n in names if n not in skip and (n not in attention or _splittable(module.get_submodule(n))))
+    split = [n for n in attention if n not in skip and _splittable(module.get_submodule(n))]
+    split_attention(module, split)
+    per_layer = [f"{n}.{p}" for n in split for p in ("q_proj", "k_proj", "v_proj", "out_proj")]
+    per_layer += [n for n in chosen if n not in split]
     with quantized_engine(engine):
         quantized = torch.ao.quantization.quantize_dynamic(
-            handle.payload, {n: qconfig for n in chosen}, dtype=torch.qint8, inplace=False)
+            module, {n: qconfig for n in per_layer}, dtype=torch.qint8, inplace=True)
+    fast_path_off = _transformer_fast_path_off(quantized)
     notes = list(handle.notes)
-    n_quantized = len(chosen)
     if skip:
         notes.append(f"{spec}: kept in fp32 by exclude=: {', '.join(n for n in names if n in skip)}")
+    kept = [n for n in attention if n not in skip and n not in split]
+    if kept:
+        notes.append(f"{spec}: MultiheadAttention {', '.join(repr(n) for n in kept)} stay fp32 (add_bias_kv / "
+                     "add_zero_attn: no split form)")
+    if split:
+        notes.append(f"{spec}: {len(split)} MultiheadAttention layer(s) run their Q, K, V and output projections "
+                     "as separate int8 Linear layers; the attention itself "
+                     "(softmax(QK^T)V) stays fp32"
+                     + (f"; the float fast path of {fast_path_off} TransformerEncoderLayer(s) is off (it needs "
+                        "float weights)" if fast_path_off else ""))
     others = layer_census(handle.payload, tuple(t for t in WEIGHT_LAYERS if t not in DYNAMIC_TARGETS))
     if others:
         rest = ", ".join(f"{len(v)} {k}" for k, v in others.items())
-        notes.append(f"{spec}: quantized {n_quantized} Linear/RNN layer(s); {rest} stay fp32 (int8-static covers them)")
+        notes.append(f"{spec}: quantized {len(chosen)} Linear/RNN/attention layer(s); {rest} stay fp32 "
+                     "(int8-static covers convolutions)")
     notes.append(f"{spec}: engine {engine}, activations quantized per batch with reduce_range (7-bit), "
                  f"weights per-{'channel' if recipe.per_channel is True else 'tensor'}")
     return handle.evolve(payload=quantized, precision="int8" if chosen else handle.precision, engine=engine,
                          flops_module=_float_graph(handle), notes=tuple(notes), changed_layers=chosen)
+
+
+def _dynamic_targets(module: nn.Module) -> dict[str, list[str]]:
+    """The layers dynamic quantization swaps, by kind. The output projection of an nn.MultiheadAttention
+    (`NonDynamicallyQuantizableLinear`) is not one: the attention reads its weight as a tensor."""
+    targets = layer_census(module, DYNAMIC_TARGETS)
+    inside = {n for n, m in module.named_modules()
+              if isinstance(m, torch.nn.modules.linear.NonDynamicallyQuantizableLinear)}
+    targets = {k: [n for n in v if n not in inside] for k, v in targets.items()}
+    return {k: v for k, v in targets.items() if v}
+
+
+def _splittable(attention: nn.MultiheadAttention) -> bool:
+    return attention.bias_k is None and not attention.add_zero_attn
+
+
+def _transformer_fast_path_off(module: nn.Module) -> int:
+    """Turn off the inference fast path (one fused float kernel that reads every weight as a tensor) of
+    TransformerEncoderLayers with quantized parts, and of the encoders holding them. Returns how many layers."""
+    count = 0
+    for child in module.modules():
+        if isinstance(child, nn.TransformerEncoderLayer) and any(
+                type(m).__module__.startswith("torch.ao.nn") for m in child.modules()):
+            child.activation_relu_or_gelu = 0  # the fast path's own switch; the slow path calls self.activation
+            count += 1
+        if isinstance(child, nn.TransformerEncoder):
+            child.use_nested_tensor = False
+    return count
 
 
 # -- static, weight-only and quantization-aware ---------------------------------------------------------
@@ -119,12 +166,29 @@ def _require_cpu_float(spec: str, handle: TorchModel) -> None:
         raise UnsupportedError(spec, f"it quantizes an fp32 model; this one is {handle.precision}")
 
 
-def _refuse_unquantizable(spec: str, handle: TorchModel, what: str) -> None:
-    found = layer_census(handle.payload, STATIC_UNSUPPORTED)
-    if found:
-        names = "; ".join(f"{kind} {', '.join(repr(n) for n in layers)}" for kind, layers in found.items())
-        raise UnsupportedError(spec, f"{what} has no int8 kernel for layer(s) {names}; "
-                                     "use int8-dynamic for recurrent and attention layers")
+def _kept_float(spec: str, handle: TorchModel, what: str) -> tuple[list[str], str | None]:
+    """The layers static int8 has no kernel for (LSTM, GRU, MultiheadAttention), and the built-in torch.nn
+    modules holding them (a TransformerEncoderLayer: FX does not trace into torch.nn modules): they stay float,
+    the rest is quantized. Returns their names and a note; refuses a model where nothing else has weights."""
+    module = handle.payload
+    names = [n for n, m in module.named_modules() if isinstance(m, STATIC_UNSUPPORTED)]
+    if not names:
+        return [], None
+    holders = [n for n, m in module.named_modules() if n and type(m).__module__.startswith("torch.nn.modules")
+               and not isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+               and any(k.startswith(n + ".") for k in names)]
+    kept = sorted(set(names) | set(holders), key=list(dict(module.named_modules())).index)
+    kept = [n for n in kept if not any(n.startswith(k + ".") for k in kept)]  # outermost only
+    inside = lambda n: any(n == k or n.startswith(k + ".") for k in kept)  # noqa: E731
+    rest = [n for n, m in module.named_modules() if isinstance(m, WEIGHT_LAYERS) and not inside(n)]
+    census = layer_census(module, STATIC_UNSUPPORTED)
+    listed = "; ".join(f"{kind} {', '.join(repr(n) for n in layers)}" for kind, layers in census.items())
+    if not rest:
+        raise UnsupportedError(spec, f"{what} has no int8 kernel for layer(s) {listed}, and the model has no other "
+                                     "Conv / Linear layer; use int8-dynamic for recurrent and attention layers")
+    shown = ", ".join(f"{type(module.get_submodule(n)).__name__} '{n}'" for n in kept)
+    return kept, (f"{spec}: kept in fp32 (no {what} kernel for {listed}): {shown}; int8-dynamic quantizes "
+                  "recurrent and attention layers")
 
 
 def _float_graph(handle: TorchModel) -> nn.Module:
@@ -162,7 +226,7 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
 
     spec = recipe.to_spec()
     _require_cpu_float(spec, handle)
-    _refuse_unquantizable(spec, handle, "static int8")
+    floating, floating_note = _kept_float(spec, handle, "static int8")
     if context.task is None:
         raise UnsupportedError(spec, "it calibrates activation ranges on data: run it in a Study, whose task "
                                      "supplies the calibration samples")
@@ -172,11 +236,12 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
     mapping = static_qconfig_mapping(engine, reduce_range)
     leaves = leaf_layers(handle.payload)
     skip = excluded_layers(spec, recipe.exclude, leaves) if recipe.exclude else set()
-    for name in skip:
+    for name in [*skip, *floating]:
         mapping.set_module_name(name, None)
     if skip and skip >= set(leaves):
         mapping.set_global(None)  # every layer kept: nothing between them is quantized either
-    weighted = [n for n, m in handle.payload.named_modules() if isinstance(m, WEIGHT_LAYERS) and n not in skip]
+    weighted = [n for n, m in handle.payload.named_modules() if isinstance(m, WEIGHT_LAYERS) and n not in skip
+                and not any(n == k or n.startswith(k + ".") for k in floating)]
     if not any(isinstance(m, WEIGHT_LAYERS) for m in handle.payload.modules()):
         exported = isinstance(handle.payload, torch.fx.GraphModule)
         raise UnsupportedError(spec, "the model has no Conv / Linear modules to quantize" + (
@@ -198,6 +263,8 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
         f"calibrated on {len(samples)} sample(s); Conv-BN-ReLU fused",)
     if skip:
         notes += (f"{spec}: kept in fp32 by exclude=: {', '.join(n for n in leaves if n in skip)}",)
+    if floating_note:
+        notes += (floating_note,)
     return handle.evolve(payload=quantized, precision="int8" if weighted else handle.precision, engine=engine,
                          flops_module=_float_graph(handle), fused=True, notes=notes, changed_layers=tuple(weighted))
 
@@ -246,9 +313,19 @@ def int4_weight_only(recipe: Int4WeightOnly, handle: TorchModel, context: ApplyC
                          flops_module=_float_graph(handle))
 
 
+def _qat_qconfig_mapping(engine: str):
+    """torch's default QAT mapping for the engine, with embeddings fake-quantized the way their int8 kernels
+    take them (per-row float scale and offset: the default per-channel symmetric weights are refused)."""
+    from torch.ao.quantization import default_embedding_qat_qconfig, get_default_qat_qconfig_mapping
+
+    mapping = get_default_qat_qconfig_mapping(engine)
+    for kind in (nn.Embedding, nn.EmbeddingBag):
+        mapping.set_object_type(kind, default_embedding_qat_qconfig)
+    return mapping
+
+
 @register_handler(Qat, "torch")
 def qat(recipe: Qat, handle: TorchModel, context: ApplyContext) -> TorchModel:
-    from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 
     from ...tasks import training_data
@@ -256,15 +333,17 @@ def qat(recipe: Qat, handle: TorchModel, context: ApplyContext) -> TorchModel:
 
     spec = recipe.to_spec()
     _require_cpu_float(spec, handle)
-    _refuse_unquantizable(spec, handle, "quantization-aware training")
+    floating, floating_note = _kept_float(spec, handle, "quantization-aware training")
     if training_data(context.task) is None:
         raise UnsupportedError(spec, "it fine-tunes on labelled training data and this task has none; "
                                      "use int8-static (calibration only) instead")
     engine = resolve_engine(recipe.engine, context, spec)
     with quantized_engine(engine):
         try:
-            prepared = prepare_qat_fx(copy.deepcopy(handle.payload).train(), get_default_qat_qconfig_mapping(engine),
-                                      _example(handle))
+            mapping = _qat_qconfig_mapping(engine)
+            for name in floating:
+                mapping.set_module_name(name, None)
+            prepared = prepare_qat_fx(copy.deepcopy(handle.payload).train(), mapping, _example(handle))
         except Exception as exc:
             raise _trace_failure(spec, exc) from None
         finetune(prepared, context.task, recipe.epochs, recipe.lr, context.seed, keep_zeros=True)
@@ -272,5 +351,7 @@ def qat(recipe: Qat, handle: TorchModel, context: ApplyContext) -> TorchModel:
     sparse = handle.weight_stats().sparsity
     notes = handle.notes + (f"{spec}: {recipe.epochs} epoch(s) of fake-quantized training, engine {engine}"
                             + (f"; zeros kept (sparsity {sparse:.2f} preserved)" if sparse > 0.01 else ""),)
+    if floating_note:
+        notes += (floating_note,)
     return handle.evolve(payload=quantized, precision="int8", engine=engine, flops_module=_float_graph(handle),
                          fused=True, notes=notes)

@@ -21,13 +21,31 @@ FINETUNE_LR = {"unstructured": 1e-3, "2:4": 1e-3, "channel": 2e-3}
 
 
 def _targets(module: nn.Module, recipe: Prune | None = None) -> list[tuple[nn.Module, str]]:
-    """The Conv/Linear weights to prune: all of them, less the layers `recipe.exclude` names."""
-    named = [(name, m) for name, m in module.named_modules()
+    """The Conv/Linear weights to prune (and an nn.MultiheadAttention's packed Q/K/V projection, which is one):
+    all of them, less the layers `recipe.exclude` names."""
+    named = [(name, m, "weight") for name, m in module.named_modules()
              if isinstance(m, PRUNABLE) and isinstance(getattr(m, "weight", None), nn.Parameter)]
+    for name, m in module.named_modules():
+        if isinstance(m, nn.MultiheadAttention):
+            weights = ("in_proj_weight",) if m._qkv_same_embed_dim else ("q_proj_weight", "k_proj_weight",
+                                                                           "v_proj_weight")
+            named += [(name, m, w) for w in weights if isinstance(getattr(m, w, None), nn.Parameter)]
     if recipe is not None and recipe.exclude:
-        skip = excluded_layers(recipe.to_spec(), recipe.exclude, [name for name, _ in named])
-        named = [(name, m) for name, m in named if name not in skip]
-    return [(m, "weight") for _, m in named]
+        skip = excluded_layers(recipe.to_spec(), recipe.exclude, [name for name, _, _ in named])
+        named = [(name, m, w) for name, m, w in named if name not in skip]
+    return [(m, w) for _, m, w in named]
+
+
+def _refresh_read_weights(module: nn.Module) -> list:
+    """nn.MultiheadAttention reads its `out_proj.weight` as a tensor without calling out_proj, so torch's pruning
+    hook on out_proj (which recomputes weight = weight_orig * mask) never runs: run it before the attention does.
+    Returns the hook handles to remove."""
+    def refresh(attention: nn.MultiheadAttention, args: tuple) -> None:
+        for hook in attention.out_proj._forward_pre_hooks.values():
+            if isinstance(hook, torch_prune.BasePruningMethod):
+                hook(attention.out_proj, args)
+
+    return [m.register_forward_pre_hook(refresh) for m in module.modules() if isinstance(m, nn.MultiheadAttention)]
 
 
 def two_four_mask(weight: torch.Tensor) -> torch.Tensor:
@@ -97,6 +115,7 @@ def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchMode
         raise UnsupportedError(spec, "the model has no float Conv/Linear weights to prune "
                                      "(put prune before any quantization or compilation step)")
     changed = tuple(name for name, m in module.named_modules() if any(m is t for t, _ in targets))
+    refreshers = _refresh_read_weights(module)
     notes = list(handle.notes)
     epochs = recipe.finetune_epochs
     gradual = recipe.pattern == "unstructured" and epochs >= POLY_STAGES and context.task is not None and (
@@ -114,12 +133,12 @@ def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchMode
     elif recipe.pattern == "2:4":
         skipped = []
         for layer, name in targets:
-            fan_in = layer.weight[0].numel()
+            fan_in = getattr(layer, name)[0].numel()
             if fan_in % 4:
                 skipped.append(f"{type(layer).__name__}(fan-in {fan_in})")
                 continue
-            torch_prune.custom_from_mask(layer, name, two_four_mask(layer.weight))
-        targets = [(m, n) for m, n in targets if torch_prune.is_pruned(m) and hasattr(m, "weight_mask")]
+            torch_prune.custom_from_mask(layer, name, two_four_mask(getattr(layer, name)))
+        targets = [(m, n) for m, n in targets if torch_prune.is_pruned(m) and hasattr(m, f"{n}_mask")]
         if not targets:
             raise UnsupportedError(spec, f"no layer has a fan-in divisible by 4 ({', '.join(skipped)})")
         if skipped:
@@ -140,6 +159,8 @@ def prune(recipe: Prune, handle: TorchModel, context: ApplyContext) -> TorchMode
     for layer, name in targets:
         if torch_prune.is_pruned(layer) and hasattr(layer, f"{name}_mask"):
             torch_prune.remove(layer, name)  # make the zeros permanent: plain weights, no masks or hooks
+    for hook in refreshers:
+        hook.remove()
     if recipe.exclude:
         notes.append(f"{spec}: {len(changed)} layer(s) pruned; left dense by exclude=: "
                      f"{', '.join(n for n, m in handle.payload.named_modules() if isinstance(m, PRUNABLE) and n not in changed)}")

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ...tasks import Task, training_data
+from .handle import output_tensor
 
 
 def finetune(module: nn.Module, task: Task | None, epochs: int, lr: float, seed: int = 0,
@@ -39,7 +40,7 @@ def finetune(module: nn.Module, task: Task | None, epochs: int, lr: float, seed:
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
                 optimizer.zero_grad()
-                loss_fn(module(x[idx].to(device)), y[idx].to(device)).backward()
+                loss_fn(output_tensor(module(x[idx].to(device))), y[idx].to(device)).backward()
                 optimizer.step()
                 schedule.step()
                 if masks:
