@@ -10,7 +10,7 @@ MODEL   ?= digits-cnn
 
 PORT    ?= 8866
 
-.PHONY: run sweep test lint bench setup setup-dev browser clean
+.PHONY: run sweep test lint bench setup setup-dev browser clean coverage-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ sweep: setup
 test: setup-dev browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Rewrites the README's "What runs on what" table from a fresh run of the coverage matrix
+coverage-table: setup-dev
+	WORKBENCH_WRITE_README=1 $(BIN)/python -m pytest tests/test_coverage.py
 
 lint: setup-dev
 	$(BIN)/ruff check .
