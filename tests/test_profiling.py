@@ -70,6 +70,32 @@ def test_device_profile(device):
         assert device.accelerated["tf32"] == "" and device.accelerated["2:4"] == ""
 
 
+def test_gemm_peaks_are_measured_per_precision(device):
+    """int8 and bf16 kernels have their own roofs: a row is held against the roof of what it computes in."""
+    assert device.peaks["fp32"]["all"] == device.peak_gflops_all
+    int8 = device.peaks["int8"]
+    assert int8["1t"] > 1 and int8["all"] > 1
+    if device.has_vnni:  # VNNI: 4 int8 multiply-adds where fp32 does one FMA
+        assert int8["1t"] > 1.5 * device.peak_gflops_1t
+    assert device.peak("int8-dynamic", 1) == (int8["1t"], "int8")
+    assert device.peak("amp-bf16", None)[1] == ("bf16" if "bf16" in device.peaks else "fp32")
+    assert device.peak("fp32", 1) == (device.peak_gflops_1t, "fp32")
+    assert device.peak("int8-simulated", 1) == (device.peak_gflops_1t, "fp32")
+    assert "int8 GEMM" in device.summary()
+
+
+def test_int8_rows_are_held_against_the_int8_roof(mlp, device):
+    model, task = mlp
+    study = wb.Study(model, task, timing=wb.TimingConfig(min_time_s=0.05, min_runs=10), measure_memory=False)
+    rows = study.run(["int8-dynamic", "int8-weight-only"], progress=False).frame.set_index("pipeline")
+    dynamic = rows.loc["int8-dynamic"]
+    assert "against the measured int8 GEMM roof" in dynamic["notes"]
+    threads = study.threads
+    roof = device.peaks["int8"]["1t" if threads == 1 else "all"]
+    assert dynamic["pct_of_peak"] == pytest.approx(100 * dynamic["gflops_achieved"] / roof)
+    assert "GEMM roof" not in rows.loc["int8-weight-only", "notes"]  # dequantized matmuls: the fp32 roof
+
+
 def test_measured_peaks_are_cached_per_machine(device):
     from workbench.paths import cache_dir
 

@@ -252,6 +252,8 @@ class DevicePanel(W.VBox):
                 ("GPU", ", ".join(f"{g.name} (sm{g.compute_capability})" for g in profile.gpus) or "none"),
                 ("fp32 GEMM", f"{profile.peak_gflops_1t or 0:.0f} GFLOP/s (1 thread), "
                               f"{profile.peak_gflops_all or 0:.0f} GFLOP/s (all cores)"),
+                *((f"{p} GEMM", f"{roof.get('1t') or 0:.0f} GFLOP/s (1 thread), {roof.get('all') or 0:.0f} GFLOP/s "
+                                "(all cores)") for p, roof in profile.peaks.items() if p != "fp32"),
                 ("bandwidth", f"{profile.bandwidth_gbs or 0:.1f} GB/s"),
                 ("int8 engine", f"{profile.recommended_quantized_engine} (reduce_range={profile.int8_reduce_range})")]
         rows += [(p, f"accelerated: {why}" if why else "not accelerated here") for p, why in profile.accelerated.items()]

@@ -149,23 +149,36 @@ def roofline_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def roofline(frame: pd.DataFrame, device: Any):
-    """Each trial against the machine's measured roofs: min(GEMM peak, bandwidth × intensity)."""
+    """Each trial against the machine's measured roofs: min(GEMM peak, bandwidth × intensity), one roof per
+    precision the trials compute in (fp32 always; int8, bf16, fp16 where trials ran in them and the device
+    profile measured their GEMM peak)."""
+    from .profiling.device import COMPUTE_PRECISION
+
     alt = _alt()
     points = roofline_points(frame)
     peak, bandwidth = device.peak_gflops_all, device.bandwidth_gbs
     lo = min(points["intensity"].min() / 4 if len(points) else 0.1, 0.1)
     hi = max(points["intensity"].max() * 4 if len(points) else 100.0, 4 * peak / bandwidth)
     xs = np.geomspace(lo, hi, 60)
-    roof = pd.DataFrame({"intensity": xs, "gflops": np.minimum(peak, bandwidth * xs)})
-    line = alt.Chart(roof).mark_line(color="#888").encode(
-        x=alt.X("intensity:Q", scale=alt.Scale(type="log"), title="FLOP per byte (weights + peak activations)"),
-        y=alt.Y("gflops:Q", scale=alt.Scale(type="log"), title="GFLOP/s"))
-    dots = alt.Chart(points).mark_point(filled=True, size=90).encode(
+    x = alt.X("intensity:Q", scale=alt.Scale(type="log"), title="FLOP per byte (weights + peak activations)")
+    y = alt.Y("gflops:Q", scale=alt.Scale(type="log"), title="GFLOP/s")
+    roof = pd.DataFrame({"intensity": xs, "gflops": np.minimum(peak, bandwidth * xs), "roof": "fp32"})
+    layers = [alt.Chart(roof).mark_line(color="#888").encode(x=x, y=y)]
+    computed = {COMPUTE_PRECISION.get(str(p).removeprefix("amp-"), "fp32") for p in points["precision"]}
+    others = {p: device.peaks[p]["all"] for p in sorted(computed - {"fp32"})
+              if device.peaks.get(p, {}).get("all")}
+    if others:
+        extra = pd.concat([pd.DataFrame({"intensity": xs, "gflops": np.minimum(v, bandwidth * xs), "roof": p})
+                           for p, v in others.items()])
+        layers.append(alt.Chart(extra).mark_line(strokeDash=[4, 3]).encode(
+            x=x, y=y, color=alt.Color("roof:N", title="roof"), detail="roof:N"))
+    layers.append(alt.Chart(points).mark_point(filled=True, size=90).encode(
         x="intensity:Q", y="gflops:Q", color="precision:N",
-        tooltip=["pipeline", alt.Tooltip("intensity:Q", format=".3g"), alt.Tooltip("gflops:Q", format=".3g")])
-    return alt.layer(line, dots).properties(
-        title=alt.Title(f"roofline: measured fp32 GEMM peak {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.0f} GB/s",
-                        subtitle="int8 and fp16 trials count their operations against the fp32 roof"), width=520)
+        tooltip=["pipeline", alt.Tooltip("intensity:Q", format=".3g"), alt.Tooltip("gflops:Q", format=".3g")]))
+    roofs = ", ".join([f"fp32 {peak:.0f}"] + [f"{p} {v:.0f}" for p, v in others.items()])
+    return alt.layer(*layers).resolve_scale(color="independent").properties(
+        title=alt.Title(f"roofline: measured GEMM peaks (GFLOP/s) {roofs}; copy bandwidth {bandwidth:.0f} GB/s",
+                        subtitle="each trial under the roof of the precision it computes in"), width=520)
 
 
 def training_tradeoff(frame: pd.DataFrame, *, current: str | None = None):

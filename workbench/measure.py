@@ -244,9 +244,13 @@ class InferenceBench(Bench):
             row["flops"] = flops
             if flops and row["latency_ms_p50"]:
                 achieved = flops / (row["latency_ms_p50"] / 1000) / 1e9
-                peak = self.device.peak_gflops_1t if self.threads == 1 else self.device.peak_gflops_all
+                # weight-only int8 dequantizes inside each matmul: it computes, and is held, in fp32
+                weight_only = any(step.name == "int8-weight-only" for step in handle.lineage)
+                peak, roof = self.device.peak("fp32" if weight_only else handle.precision, self.threads)
                 row["gflops_achieved"] = achieved
                 row["pct_of_peak"] = 100 * achieved / peak if peak else None
+                if peak and roof != "fp32":
+                    notes.append(f"pct_of_peak: against the measured {roof} GEMM roof ({peak:.0f} GFLOP/s)")
         else:
             notes.append("flops: not measured (measure_flops=False)")
         if self.config.measure_memory:

@@ -34,6 +34,10 @@ FRAMEWORKS = ("torch", "torchao", "torch-pruning", "executorch", "safetensors", 
               "tensorflow-model-optimization", "ai-edge-litert", "tensorflowjs", "onnx", "onnxruntime", "onnxscript",
               "openvino", "nncf", "transformers", "tokenizers", "sentence-transformers", "numpy", "pandas",
               "scikit-learn", "scipy")
+#: the precision a model's matrix multiplies run in, by the precision its rows report
+COMPUTE_PRECISION = {"int8": "int8", "int8-dynamic": "int8", "bf16": "bf16", "int4": "bf16", "fp16": "fp16"}
+#: the precisions whose GEMM peak is measured beside fp32
+PEAK_PRECISIONS = ("int8", "bf16", "fp16")
 #: at most this long timing one measured peak (the calls timed by then give the median)
 PEAK_MAX_TIME_S = 2.0
 
@@ -67,6 +71,9 @@ class DeviceProfile:
     peak_gflops_all: float | None     # measured fp32 GEMM, all available cores
     bandwidth_gbs: float | None       # measured memory copy bandwidth (bytes read + written)
     fingerprint: str
+    #: measured GEMM peaks per precision the kernels compute in ({"int8": {"1t": ..., "all": ...}, "bf16": ...});
+    #: what a row's achieved rate is held against (an int8 row against the int8 roof, not the fp32 one)
+    peaks: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     # -- questions recipes and charts ask ---------------------------------------------------------
     def has(self, feature: str) -> bool:
@@ -82,15 +89,24 @@ class DeviceProfile:
     @property
     def recommended_quantized_engine(self) -> str:
         """x86 (FBGEMM + oneDNN) on x86-64, qnnpack on Arm; whatever torch supports otherwise."""
-        wanted = "qnnpack" if self.arch in ("aarch64", "arm64") else "x86"
-        if self.quantized_engines and wanted not in self.quantized_engines:
-            return self.default_quantized_engine or self.quantized_engines[0]
-        return wanted
+        return recommended_engine(self.arch, self.quantized_engines, self.default_quantized_engine)
 
     @property
     def int8_reduce_range(self) -> bool:
         """Without VNNI, u8s8 int8 dot products can saturate: quantize activations to 7 bits."""
         return self.arch in ("x86_64", "amd64") and not self.has_vnni
+
+    def peak(self, precision: str, threads: int | None = None) -> tuple[float | None, str]:
+        """The measured GEMM roof for a model that computes in `precision` (a row's precision: int8, bf16,
+        amp-bf16, int4, ...) at `threads` (1, else all cores), and the precision of that roof. int4 and
+        weight-only int8 compute in their activation type; a precision without a measured roof falls back
+        to fp32's."""
+        compute = COMPUTE_PRECISION.get(precision.removeprefix("amp-"), "fp32")
+        key = "1t" if threads == 1 else "all"
+        measured = self.peaks.get(compute, {}).get(key)
+        if measured:
+            return measured, compute
+        return (self.peak_gflops_1t if threads == 1 else self.peak_gflops_all), "fp32"
 
     @property
     def machine_balance(self) -> float | None:
@@ -135,6 +151,11 @@ class DeviceProfile:
         fmt = lambda v, unit: f"{v:.1f} {unit}" if v else "not measured"  # noqa: E731
         lines.append(f"measured   fp32 GEMM {fmt(self.peak_gflops_1t, 'GFLOP/s')} (1 thread), "
                      f"{fmt(self.peak_gflops_all, 'GFLOP/s')} (all); copy bandwidth {fmt(self.bandwidth_gbs, 'GB/s')}")
+        for precision, roof in self.peaks.items():
+            if precision != "fp32":
+                lines.append(f"measured   {precision} GEMM {fmt(roof.get('1t'), 'GFLOP/s')} (1 thread), "
+                             f"{fmt(roof.get('all'), 'GFLOP/s')} (all)"
+                             + ("; int8 as torch's quantized Linear" if precision == "int8" else ""))
         if self.machine_balance:
             lines.append(f"balance    {self.machine_balance:.1f} FLOP/byte (roofline ridge point)")
         lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in self.versions.items()))
@@ -201,6 +222,14 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def recommended_engine(arch: str, engines: tuple[str, ...], default: str | None) -> str:
+    """x86 (FBGEMM + oneDNN) on x86-64, qnnpack on Arm; whatever torch supports otherwise."""
+    wanted = "qnnpack" if arch in ("aarch64", "arm64") else "x86"
+    if engines and wanted not in engines:
+        return default or engines[0]
+    return wanted
+
+
 # -- measured peaks -----------------------------------------------------------------------------------
 
 def _peak_timing(repeats: int) -> TimingConfig:
@@ -215,24 +244,43 @@ def _median_seconds(fn, repeats: int) -> float:
     return measure_latency(fn, _peak_timing(repeats)).p50 / 1e3
 
 
-def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
-    """Measured fp32 matrix-multiply rate, from the median time of `repeats` (>= 5) calls (torch when
-    installed, else NumPy's BLAS)."""
-    if version_of("torch") is not None:
-        import torch
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            a, b = torch.randn(n, n), torch.randn(n, n)
-            out = torch.empty(n, n)
-            seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats)
-        finally:
-            torch.set_num_threads(previous)
-    else:
+def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10, precision: str = "fp32",
+                        engine: str | None = None) -> float:
+    """Measured matrix-multiply rate, from the median time of `repeats` (>= 5) calls: fp32 with torch when
+    installed, else NumPy's BLAS; bf16 and fp16 as torch.mm of those tensors; int8 as torch's quantized Linear
+    (uint8 activations, int8 weights) on the engine the workbench's int8 recipes use."""
+    if version_of("torch") is None:
+        if precision != "fp32":
+            raise ValueError(f"measuring a {precision} GEMM needs torch")
         rng = np.random.default_rng(0)
         a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-        seconds = _median_seconds(lambda: a @ b, repeats)
+        return 2 * n**3 / _median_seconds(lambda: a @ b, repeats) / 1e9
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        if precision == "int8":
+            previous_engine = torch.backends.quantized.engine
+            torch.backends.quantized.engine = engine or previous_engine
+            try:
+                weight = torch.quantize_per_tensor(b, 0.02, 0, torch.qint8)
+                packed = torch.ops.quantized.linear_prepack(weight, None)
+                x = torch.quantize_per_tensor(a.abs(), 0.02, 0, torch.quint8)
+                seconds = _median_seconds(lambda: torch.ops.quantized.linear(x, packed, 0.05, 0), repeats)
+            finally:
+                torch.backends.quantized.engine = previous_engine
+        elif precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            a, b = a.to(dtype), b.to(dtype)
+            out = torch.empty(n, n, dtype=dtype)
+            seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats)
+        else:
+            out = torch.empty(n, n)
+            seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats)
+    finally:
+        torch.set_num_threads(previous)
     return 2 * n**3 / seconds / 1e9
 
 
@@ -245,17 +293,29 @@ def measure_bandwidth_gbs(megabytes: int = 128, repeats: int = 8) -> float:
     return 2 * src.nbytes / seconds / 1e9
 
 
-def _measured_peaks(fingerprint: str, cores: int) -> dict[str, float]:
+def _measured_peaks(fingerprint: str, cores: int, engine: str | None) -> dict[str, Any]:
     path = cache_dir() / f"device-{fingerprint}.json"
     try:
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if "peaks" in cached:  # profiles cached before the per-precision peaks are measured again
+            return cached
     except (OSError, ValueError):
         pass
-    peaks = {
+    peaks: dict[str, Any] = {
         "peak_gflops_1t": measure_gemm_gflops(1, n=512),
         "peak_gflops_all": measure_gemm_gflops(cores),
         "bandwidth_gbs": measure_bandwidth_gbs(),
+        "peaks": {"fp32": {}},
     }
+    peaks["peaks"]["fp32"] = {"1t": peaks["peak_gflops_1t"], "all": peaks["peak_gflops_all"]}
+    if version_of("torch") is not None:
+        for precision in PEAK_PRECISIONS:
+            try:
+                peaks["peaks"][precision] = {
+                    "1t": measure_gemm_gflops(1, n=512, precision=precision, engine=engine),
+                    "all": measure_gemm_gflops(cores, precision=precision, engine=engine)}
+            except Exception:  # a precision this torch build cannot run on this CPU: no roof, fp32's is used
+                continue
     from ..files import atomic_write_text
 
     atomic_write_text(path, json.dumps(peaks))
@@ -274,14 +334,16 @@ def device(measure: bool = True) -> DeviceProfile:
     cores = available_cores()
     identity = json.dumps([cpu_model, arch, isa, cores, [dataclasses.asdict(g) for g in gpus], versions])
     fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    peaks = _measured_peaks(fingerprint, cores) if measure else {}
+    accelerated = _accelerated(isa, gpus)
+    engine = recommended_engine(arch, engines, default_engine)
+    peaks = _measured_peaks(fingerprint, cores, engine) if measure else {}
     return DeviceProfile(
         cpu_model=cpu_model, arch=arch, isa=isa,
         cores_physical=psutil.cpu_count(logical=False) or cores, cores_logical=psutil.cpu_count() or cores,
         cores_available=cores, memory_bytes=psutil.virtual_memory().total,
         os=f"{platform.system()} {platform.release()}", python=platform.python_version(), versions=versions,
         quantized_engines=engines, default_quantized_engine=default_engine, gpus=gpus,
-        accelerated=_accelerated(isa, gpus),
+        accelerated=accelerated,
         peak_gflops_1t=peaks.get("peak_gflops_1t"), peak_gflops_all=peaks.get("peak_gflops_all"),
-        bandwidth_gbs=peaks.get("bandwidth_gbs"), fingerprint=fingerprint,
+        bandwidth_gbs=peaks.get("bandwidth_gbs"), fingerprint=fingerprint, peaks=peaks.get("peaks", {}),
     )
