@@ -156,12 +156,15 @@ def _short(reason: str, limit: int = 300) -> str:
 
 
 def machine_key() -> str:
-    """What decides which cells run here: the architecture and the precisions the CPU accelerates."""
+    """What decides which cells run here, and the words of their reasons: the architecture, the precisions the
+    CPU accelerates, GPUs, and the frameworks' versions."""
     import workbench as wb
 
     profile = wb.device(measure=False)
     fast = sorted(p for p, why in profile.accelerated.items() if why)
-    return f"{profile.arch}, accelerated: {', '.join(fast) or 'fp32 only'}, GPUs: {len(profile.gpus)}"
+    versions = ", ".join(f"{k} {profile.versions[k]}" for k in ("torch", "executorch", "tensorflow", "keras",
+                                                                  "onnxruntime", "transformers") if k in profile.versions)
+    return f"{profile.arch}, accelerated: {', '.join(fast) or 'fp32 only'}, GPUs: {len(profile.gpus)}; {versions}"
 
 
 if __name__ == "__main__":

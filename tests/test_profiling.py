@@ -75,8 +75,8 @@ def test_gemm_peaks_are_measured_per_precision(device):
     assert device.peaks["fp32"]["all"] == device.peak_gflops_all
     int8 = device.peaks["int8"]
     assert int8["1t"] > 1 and int8["all"] > 1
-    if device.has_vnni:  # VNNI: 4 int8 multiply-adds where fp32 does one FMA
-        assert int8["1t"] > 1.5 * device.peak_gflops_1t
+    if device.has_vnni:  # VNNI: 4 int8 multiply-adds where fp32 does one FMA (1.97x measured on one such CPU)
+        assert int8["1t"] > 1.2 * device.peak_gflops_1t
     assert device.peak("int8-dynamic", 1) == (int8["1t"], "int8")
     assert device.peak("amp-bf16", None)[1] == ("bf16" if "bf16" in device.peaks else "fp32")
     assert device.peak("fp32", 1) == (device.peak_gflops_1t, "fp32")

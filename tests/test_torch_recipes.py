@@ -222,7 +222,8 @@ def test_int8_dynamic_does_take_the_lstm(lstm_study):
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
-@pytest.mark.parametrize("kwargs", [{}, {"key_padding_mask": True}, {"attn_mask": True},
+@pytest.mark.parametrize("kwargs", [{}, {"key_padding_mask": True}, {"attn_mask": True}, {"attn_mask": "float"},
+                                    {"attn_mask": "3d"}, {"attn_mask": True, "is_causal": True},
                                     {"need_weights": False}, {"average_attn_weights": False}, {"kdim": 16}])
 def test_split_attention_is_multihead_attention(batch_first, kwargs):
     """int8-dynamic's view of nn.MultiheadAttention (Q, K, V and output projections as Linear modules) gives the
@@ -239,14 +240,33 @@ def test_split_attention_is_multihead_attention(batch_first, kwargs):
         q, kv = q.transpose(0, 1), kv.transpose(0, 1)
     if kwargs.pop("key_padding_mask", False):
         kwargs["key_padding_mask"] = torch.zeros(5, 7, dtype=torch.bool).index_fill_(1, torch.tensor([5, 6]), True)
-    if kwargs.pop("attn_mask", False):
-        kwargs["attn_mask"] = torch.ones(12, 7, dtype=torch.bool).tril().logical_not()
+    kind = kwargs.pop("attn_mask", False)
+    if kind:
+        mask = torch.ones(12, 7, dtype=torch.bool).tril().logical_not()
+        if kind == "float":
+            mask = torch.zeros(12, 7).masked_fill(mask, -1e4) + 0.1 * torch.randn(12, 7)
+        elif kind == "3d":
+            mask = mask.expand(5 * 4, 12, 7)
+        kwargs["attn_mask"] = mask
     with torch.no_grad():
         (out, weights), (split_out, split_weights) = attention(q, kv, kv, **kwargs), split(q, kv, kv, **kwargs)
     assert (out - split_out).abs().max() < 1e-5
     assert (weights is None) == (split_weights is None)
     if weights is not None:
         assert (weights - split_weights).abs().max() < 1e-5
+
+
+def test_split_attention_takes_one_unbatched_sequence():
+    from workbench.backends.torch.attention import SplitAttention
+
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(32, 4).eval()
+    x = torch.randn(6, 32)
+    with torch.no_grad():
+        out, weights = attention(x, x, x)
+        split_out, split_weights = SplitAttention(attention)(x, x, x)
+    assert split_out.shape == (6, 32) and (out - split_out).abs().max() < 1e-5
+    assert (weights - split_weights).abs().max() < 1e-5
 
 
 def test_int8_dynamic_quantizes_a_transformer_encoder_and_keeps_its_outputs():

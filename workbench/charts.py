@@ -152,21 +152,21 @@ def roofline(frame: pd.DataFrame, device: Any):
     """Each trial against the machine's measured roofs: min(GEMM peak, bandwidth × intensity), one roof per
     precision the trials compute in (fp32 always; int8, bf16, fp16 where trials ran in them and the device
     profile measured their GEMM peak)."""
-    from .profiling.device import COMPUTE_PRECISION
+    from .profiling.device import compute_precision
 
     alt = _alt()
     points = roofline_points(frame)
     peak, bandwidth = device.peak_gflops_all, device.bandwidth_gbs
+    computed = {compute_precision(p, s) for p, s in zip(points["precision"], points["pipeline"])}
+    others = {p: device.peaks[p]["all"] for p in sorted(computed - {"fp32"})
+              if device.peaks.get(p, {}).get("all")}
     lo = min(points["intensity"].min() / 4 if len(points) else 0.1, 0.1)
-    hi = max(points["intensity"].max() * 4 if len(points) else 100.0, 4 * peak / bandwidth)
+    hi = max(points["intensity"].max() * 4 if len(points) else 100.0, 4 * max([peak, *others.values()]) / bandwidth)
     xs = np.geomspace(lo, hi, 60)
     x = alt.X("intensity:Q", scale=alt.Scale(type="log"), title="FLOP per byte (weights + peak activations)")
     y = alt.Y("gflops:Q", scale=alt.Scale(type="log"), title="GFLOP/s")
     roof = pd.DataFrame({"intensity": xs, "gflops": np.minimum(peak, bandwidth * xs), "roof": "fp32"})
     layers = [alt.Chart(roof).mark_line(color="#888").encode(x=x, y=y)]
-    computed = {COMPUTE_PRECISION.get(str(p).removeprefix("amp-"), "fp32") for p in points["precision"]}
-    others = {p: device.peaks[p]["all"] for p in sorted(computed - {"fp32"})
-              if device.peaks.get(p, {}).get("all")}
     if others:
         extra = pd.concat([pd.DataFrame({"intensity": xs, "gflops": np.minimum(v, bandwidth * xs), "roof": p})
                            for p, v in others.items()])

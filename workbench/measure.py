@@ -244,9 +244,10 @@ class InferenceBench(Bench):
             row["flops"] = flops
             if flops and row["latency_ms_p50"]:
                 achieved = flops / (row["latency_ms_p50"] / 1000) / 1e9
-                # weight-only int8 dequantizes inside each matmul: it computes, and is held, in fp32
-                weight_only = any(step.name == "int8-weight-only" for step in handle.lineage)
-                peak, roof = self.device.peak("fp32" if weight_only else handle.precision, self.threads)
+                from .profiling.device import compute_precision
+
+                spec = " + ".join(step.name for step in handle.lineage)
+                peak, roof = self.device.peak(compute_precision(handle.precision, spec), self.threads)
                 row["gflops_achieved"] = achieved
                 row["pct_of_peak"] = 100 * achieved / peak if peak else None
                 if peak and roof != "fp32":

@@ -36,6 +36,16 @@ FRAMEWORKS = ("torch", "torchao", "torch-pruning", "executorch", "safetensors", 
               "scikit-learn", "scipy")
 #: the precision a model's matrix multiplies run in, by the precision its rows report
 COMPUTE_PRECISION = {"int8": "int8", "int8-dynamic": "int8", "bf16": "bf16", "int4": "bf16", "fp16": "fp16"}
+
+
+def compute_precision(precision: str, pipeline: str = "") -> str:
+    """The precision a model's matrix multiplies run in, from its row's `precision` and `pipeline`: weight-only
+    int8 dequantizes inside each matmul (fp32), int4 computes in bf16, mixed precision in its low type."""
+    if "int8-weight-only" in pipeline:
+        return "fp32"
+    return COMPUTE_PRECISION.get(str(precision).removeprefix("amp-"), "fp32")
+
+
 #: the precisions whose GEMM peak is measured beside fp32
 PEAK_PRECISIONS = ("int8", "bf16", "fp16")
 #: at most this long timing one measured peak (the calls timed by then give the median)
@@ -101,7 +111,7 @@ class DeviceProfile:
         amp-bf16, int4, ...) at `threads` (1, else all cores), and the precision of that roof. int4 and
         weight-only int8 compute in their activation type; a precision without a measured roof falls back
         to fp32's."""
-        compute = COMPUTE_PRECISION.get(precision.removeprefix("amp-"), "fp32")
+        compute = compute_precision(precision)
         key = "1t" if threads == 1 else "all"
         measured = self.peaks.get(compute, {}).get(key)
         if measured:

@@ -58,11 +58,16 @@ def _converter(handle: KerasModel) -> tuple[Any, str | None]:
                                                            handle.payload), note
 
 
+#: the longest sequence a recurrent layer is unrolled over for TFLite (longer ones convert as loops, or say why not)
+MAX_UNROLL = 128
+
+
 def _unrolled(model: Any, flavor: str) -> tuple[Any, str | None]:
     """A functional or sequential Keras 3 model whose recurrent layers (LSTM, GRU, SimpleRNN) run a loop is cloned
     with `unroll=True` (the same weights and outputs): TFLite's converter cannot lower the loop's TensorList ops
     with a dynamic batch (it needs the Flex delegate, which LiteRT does not ship), and lowers the unrolled steps
-    to builtin ops. Subclassed models and sequences of unknown length are returned as they are."""
+    to builtin ops. Subclassed models and sequences of unknown length or longer than MAX_UNROLL are returned
+    as they are."""
     if flavor == "keras3":
         import keras
     else:
@@ -72,7 +77,13 @@ def _unrolled(model: Any, flavor: str) -> tuple[Any, str | None]:
 
     loops = [layer for layer in getattr(model, "layers", ()) if isinstance(layer, keras.layers.RNN)
              and not layer.unroll]
-    if not loops or not is_graph_model(model) or any(layer.input.shape[1] is None for layer in loops):
+    if not loops or not is_graph_model(model):
+        return model, None
+    try:
+        steps = [layer.input.shape[1] for layer in loops]
+    except Exception:  # a layer called on several inputs (initial_state) or shared: no one sequence length
+        return model, None
+    if any(n is None or n > MAX_UNROLL for n in steps):
         return model, None
 
     def clone(layer: Any) -> Any:
@@ -87,7 +98,7 @@ def _unrolled(model: Any, flavor: str) -> tuple[Any, str | None]:
     except Exception:  # a layer that cannot be rebuilt from its config: convert as it is (the converter says why)
         return model, None
     names = ", ".join(f"{type(layer).__name__} '{layer.name}'" for layer in loops)
-    return unrolled, f"{names} unrolled over {loops[0].input.shape[1]} steps for TFLite (unroll=True, same weights)"
+    return unrolled, f"{names} unrolled over {max(steps)} steps for TFLite (unroll=True, same weights)"
 
 
 def _custom_objects(flavor: str) -> Any:

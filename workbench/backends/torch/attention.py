@@ -59,10 +59,9 @@ class SplitAttention(nn.Module):
         n, length, _ = query.shape
         source = key.shape[1]
         q, k, v = (self._heads(proj(x)) for proj, x in ((self.q_proj, query), (self.k_proj, key), (self.v_proj, value)))
+        # `is_causal` is a hint about attn_mask, as in nn.MultiheadAttention: the mask decides (without one, the
+        # float module's inference fast path ignores the hint, and its outputs are what int8 is compared with)
         mask = self._mask(attn_mask, key_padding_mask, n, length, source, q.dtype)
-        if mask is None and is_causal:
-            mask = torch.ones(length, source, dtype=torch.bool, device=q.device).tril().logical_not()
-            mask = self._additive(mask, q.dtype)
         weights = None
         if need_weights:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)

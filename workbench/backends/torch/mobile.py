@@ -60,7 +60,7 @@ class ExecuTorchModel(ModelHandle):
 
 
 
-def _check_dynamic_batch(spec: str, program: ExecuTorchModel, handle: TorchModel, args: tuple, exported: Any) -> None:
+def _check_dynamic_batch(spec: str, program: ExecuTorchModel, args: tuple, exported: Any) -> None:
     """Run the program at a batch other than the export batch: ExecuTorch's memory plan can fix a tensor the
     graph builds (an RNN's zero initial state) at the export batch, and then refuses any other batch."""
     probe = tuple(a[:3] for a in args)
@@ -118,6 +118,6 @@ def executorch(recipe: ExecuTorch, handle: TorchModel, context: ApplyContext) ->
         raise UnsupportedError(spec, f"ExecuTorch's runtime cannot load the program ({str(exc).splitlines()[0][:120]}); "
                                      f"ATen ops outside the XNNPACK delegate, one of which has no kernel here: "
                                      f"{', '.join(left) or 'none'}") from None
-    _check_dynamic_batch(spec, new, handle, args, exported)
+    _check_dynamic_batch(spec, new, args, exported)
     new.notes = handle.notes + (f"{spec}: XNNPACK delegate; threads are ExecuTorch's own; batch up to {MAX_BATCH}",)
     return new

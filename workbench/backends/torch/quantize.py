@@ -179,8 +179,7 @@ def _kept_float(spec: str, handle: TorchModel, what: str) -> tuple[list[str], st
                and any(k.startswith(n + ".") for k in names)]
     kept = sorted(set(names) | set(holders), key=list(dict(module.named_modules())).index)
     kept = [n for n in kept if not any(n.startswith(k + ".") for k in kept)]  # outermost only
-    inside = lambda n: any(n == k or n.startswith(k + ".") for k in kept)  # noqa: E731
-    rest = [n for n, m in module.named_modules() if isinstance(m, WEIGHT_LAYERS) and not inside(n)]
+    rest = [n for n, m in module.named_modules() if isinstance(m, WEIGHT_LAYERS) and not _inside(n, kept)]
     census = layer_census(module, STATIC_UNSUPPORTED)
     listed = "; ".join(f"{kind} {', '.join(repr(n) for n in layers)}" for kind, layers in census.items())
     if not rest:
@@ -189,6 +188,11 @@ def _kept_float(spec: str, handle: TorchModel, what: str) -> tuple[list[str], st
     shown = ", ".join(f"{type(module.get_submodule(n)).__name__} '{n}'" for n in kept)
     return kept, (f"{spec}: kept in fp32 (no {what} kernel for {listed}): {shown}; int8-dynamic quantizes "
                   "recurrent and attention layers")
+
+
+def _inside(name: str, layers: list[str] | set[str]) -> bool:
+    """Whether module `name` is one of `layers` or inside one of them."""
+    return any(name == k or name.startswith(k + ".") for k in layers)
 
 
 def _float_graph(handle: TorchModel) -> nn.Module:
@@ -238,10 +242,10 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
     skip = excluded_layers(spec, recipe.exclude, leaves) if recipe.exclude else set()
     for name in [*skip, *floating]:
         mapping.set_module_name(name, None)
-    if skip and skip >= set(leaves):
+    weighted = [n for n, m in handle.payload.named_modules() if isinstance(m, WEIGHT_LAYERS)
+                and not _inside(n, [*skip, *floating])]
+    if skip and not weighted:
         mapping.set_global(None)  # every layer kept: nothing between them is quantized either
-    weighted = [n for n, m in handle.payload.named_modules() if isinstance(m, WEIGHT_LAYERS) and n not in skip
-                and not any(n == k or n.startswith(k + ".") for k in floating)]
     if not any(isinstance(m, WEIGHT_LAYERS) for m in handle.payload.modules()):
         exported = isinstance(handle.payload, torch.fx.GraphModule)
         raise UnsupportedError(spec, "the model has no Conv / Linear modules to quantize" + (

@@ -71,7 +71,8 @@ def _prune_channels(recipe: Prune, handle: TorchModel, module: nn.Module, spec: 
 
     example = handle.prepare(handle.example_input)
     try:
-        kept = [m for m in module.modules() if isinstance(m, PRUNABLE) and not any(m is t for t, _ in _targets(module, recipe))]
+        kept = [m for m in module.modules() if isinstance(m, (*PRUNABLE, nn.MultiheadAttention))
+                and not any(m is t for t, _ in _targets(module, recipe))]
         pruner = tp.pruner.BasePruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
                                       pruning_ratio=recipe.sparsity, ignored_layers=_output_layers(module, handle) + kept)
         pruner.step()
