@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from typing import Any
 
 import numpy as np
@@ -275,9 +276,11 @@ def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10, precisio
             previous_engine = torch.backends.quantized.engine
             torch.backends.quantized.engine = engine or previous_engine
             try:
-                weight = torch.quantize_per_tensor(b, 0.02, 0, torch.qint8)
-                packed = torch.ops.quantized.linear_prepack(weight, None)
-                x = torch.quantize_per_tensor(a.abs(), 0.02, 0, torch.quint8)
+                with warnings.catch_warnings():  # torch deprecates quantized tensors (its int8 Linear still runs)
+                    warnings.filterwarnings("ignore", message=".*quantized tensor creation.*")
+                    weight = torch.quantize_per_tensor(b, 0.02, 0, torch.qint8)
+                    packed = torch.ops.quantized.linear_prepack(weight, None)
+                    x = torch.quantize_per_tensor(a.abs(), 0.02, 0, torch.quint8)
                 seconds = _median_seconds(lambda: torch.ops.quantized.linear(x, packed, 0.05, 0), repeats)
             finally:
                 torch.backends.quantized.engine = previous_engine
