@@ -82,6 +82,12 @@ def test_gemm_peaks_are_measured_per_precision(device):
     assert device.peak("fp32", 1) == (device.peak_gflops_1t, "fp32")
     assert device.peak("int8-simulated", 1) == (device.peak_gflops_1t, "fp32")
     assert "int8 GEMM" in device.summary()
+    for precision in ("bf16", "fp16"):  # an accelerated precision that measures clearly slower than fp32 says so
+        slower = device.slower_than_fp32(precision)
+        roof = device.peaks.get(precision, {}).get("1t")
+        assert bool(slower) == bool(roof and roof < 0.8 * device.peak_gflops_1t)
+        if slower and device.is_accelerated(precision):
+            assert slower in device.summary()
 
 
 def test_int8_rows_are_held_against_the_int8_roof(mlp, device):

@@ -256,7 +256,8 @@ class DevicePanel(W.VBox):
                                 "(all cores)") for p, roof in profile.peaks.items() if p != "fp32"),
                 ("bandwidth", f"{profile.bandwidth_gbs or 0:.1f} GB/s"),
                 ("int8 engine", f"{profile.recommended_quantized_engine} (reduce_range={profile.int8_reduce_range})")]
-        rows += [(p, f"accelerated: {why}" if why else "not accelerated here") for p, why in profile.accelerated.items()]
+        rows += [(p, (f"accelerated: {why}" + (f" — {slower}" if (slower := profile.slower_than_fp32(p)) else ""))
+                  if why else "not accelerated here") for p, why in profile.accelerated.items()]
         table = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         self.table = W.HTML(f"<table class='wb-device'>{table}</table>")
         super().__init__([W.HTML("<h3>This machine</h3>"), self.table])

@@ -47,6 +47,8 @@ def compute_precision(precision: str, pipeline: str = "") -> str:
     return COMPUTE_PRECISION.get(str(precision).removeprefix("amp-"), "fp32")
 
 
+#: a measured low-precision GEMM peak under this share of fp32's is reported as slower than fp32
+SLOWER_THAN_FP32 = 0.8
 #: the precisions whose GEMM peak is measured beside fp32
 PEAK_PRECISIONS = ("int8", "bf16", "fp16")
 #: at most this long timing one measured peak (the calls timed by then give the median)
@@ -119,6 +121,15 @@ class DeviceProfile:
             return measured, compute
         return (self.peak_gflops_1t if threads == 1 else self.peak_gflops_all), "fp32"
 
+    def slower_than_fp32(self, precision: str) -> str:
+        """Where `precision`'s measured GEMM peak (one thread) is clearly below fp32's (under SLOWER_THAN_FP32 of
+        it: single peak measurements vary by tens of percent), what was measured; else "". Said beside an ISA
+        that accelerates it: torch's kernels for it do not use those instructions here."""
+        low, fp32 = self.peaks.get(precision, {}).get("1t"), self.peak_gflops_1t
+        if not low or not fp32 or low >= SLOWER_THAN_FP32 * fp32:
+            return ""
+        return f"but its measured GEMM runs {low:.0f} GFLOP/s against fp32's {fp32:.0f} (1 thread) with this torch"
+
     @property
     def machine_balance(self) -> float | None:
         """FLOP per byte at which a kernel turns from memory- to compute-bound (roofline ridge)."""
@@ -158,7 +169,8 @@ class DeviceProfile:
         if not self.gpus:
             lines.append("GPU        none (CUDA not available)")
         for precision, why in self.accelerated.items():
-            lines.append(f"{precision:<10} {'accelerated: ' + why if why else 'not accelerated here (emulated or unsupported)'}")
+            lines.append(f"{precision:<10} {'accelerated: ' + why if why else 'not accelerated here (emulated or unsupported)'}"
+                         + (f" — {slower}" if why and (slower := self.slower_than_fp32(precision)) else ""))
         fmt = lambda v, unit: f"{v:.1f} {unit}" if v else "not measured"  # noqa: E731
         lines.append(f"measured   fp32 GEMM {fmt(self.peak_gflops_1t, 'GFLOP/s')} (1 thread), "
                      f"{fmt(self.peak_gflops_all, 'GFLOP/s')} (all); copy bandwidth {fmt(self.bandwidth_gbs, 'GB/s')}")
