@@ -92,8 +92,8 @@ def int8_dynamic(recipe: Int8Dynamic, handle: TorchModel, context: ApplyContext)
     names.sort(key=list(dict(handle.payload.named_modules())).index)
     skip = excluded_layers(spec, recipe.exclude, names) if recipe.exclude else set()
     module = copy.deepcopy(handle.payload)
-    chosen = tuple(n for n in names if n not in skip and (n not in attention or _splittable(module.get_submodule(n))))
     split = [n for n in attention if n not in skip and _splittable(module.get_submodule(n))]
+    chosen = tuple(n for n in names if n not in skip and (n not in attention or n in split))
     split_attention(module, split)
     per_layer = [f"{n}.{p}" for n in split for p in ("q_proj", "k_proj", "v_proj", "out_proj")]
     per_layer += [n for n in chosen if n not in split]
