@@ -15,9 +15,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def big_batch_study(cnn):
-    """digits-cnn timed at batch 128: the layers' own work dominates ONNX Runtime's per-call overhead."""
+    """digits-cnn timed at batch 256: the layers' own work dominates ONNX Runtime's per-call overhead (at 128 the
+    fp32 session's coverage measured 0.89-0.93 here and 0.82 once in CI, where the call overhead was 0.18 ms of
+    1.03; at 256, 0.94-0.95)."""
     model, task = cnn
-    return wb.Study(model, task, batch_size=128, timing=FAST)
+    return wb.Study(model, task, batch_size=256, timing=FAST)
 
 
 def test_int8_dynamic_on_the_cnn_shows_convolutions_stayed_fp32_and_hold_most_of_the_time(cnn_study):
