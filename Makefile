@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-EXTRAS_RUN  := torch,mobile,tf,onnx,nlp,charts,app,search,images
-EXTRAS_TEST := torch,mobile,tf,onnx,nlp,dask,charts,app,report,search,images,dev
+EXTRAS_RUN  := torch,mobile,tf,onnx,openvino,nlp,charts,app,search,images
+EXTRAS_TEST := torch,mobile,tf,onnx,openvino,nlp,dask,charts,app,report,search,images,dev
 RECIPES ?= int8-dynamic; int8-dynamic(per_channel=true); prune(0.5); fold-bn; fold-bn + int8-dynamic
 MODEL   ?= digits-cnn
 

@@ -43,7 +43,7 @@ class CountingExecutor(InlineExecutor):
 # -- one registry, one name per technique ------------------------------------------------------------
 
 def test_every_format_a_recipe_declares_has_a_handler():
-    for fmt in ("torch", "onnx", "keras"):
+    for fmt in ("torch", "onnx", "keras", "openvino"):
         try:
             load_backend(fmt)
         except wb.MissingDependencyError:

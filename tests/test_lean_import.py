@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 HEAVY = ["torch", "tensorflow", "tf_keras", "keras", "onnxruntime", "ipywidgets", "altair", "transformers", "IPython",
-         "distributed", "dask"]
+         "distributed", "dask", "openvino", "nncf"]
 
 
 def _modules_after(code: str) -> set[str]:

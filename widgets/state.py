@@ -6,6 +6,7 @@ background — and keeps what the charts and numbers show. The ipywidgets panel 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +17,16 @@ import workbench as wb
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static", "qat")
 PATTERNS = ("unstructured", "channel", "2:4")
 FUSIONS = ("none", "fuse", "torchscript", "compile", "xla")
-RUNTIMES = ("eager", "onnxruntime", "tflite")
+RUNTIMES = ("eager", "onnxruntime", "openvino", "tflite")
 #: the recipe each choice adds to the pipeline (None: nothing)
 RECIPE_OF = {
     "precision": {"fp32": None, "fp16": "fp16", "bf16": "bf16", "int8-dynamic": "int8-dynamic",
                   "int8-static": "int8-static", "qat": "qat"},
     "fusion": {"none": None, "fuse": "fuse", "torchscript": "torchscript", "compile": "compile", "xla": "xla"},
-    "runtime": {"eager": None, "onnxruntime": "to-onnx", "tflite": "tflite"},
+    "runtime": {"eager": None, "onnxruntime": "to-onnx", "openvino": "to-openvino", "tflite": "tflite"},
 }
+#: runtimes that are an extra: offered where it is installed (module to look for, the extra that installs it)
+INSTALLED_BY = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
 #: the precision choices whose recipe takes exclude= (the layers view's keep-in-fp32 boxes)
 EXCLUDABLE = ("int8-dynamic", "int8-static")
 CHOICES = {"precision": PRECISIONS, "pattern": PATTERNS, "fusion": FUSIONS, "runtime": RUNTIMES}
@@ -80,6 +83,9 @@ def availability(framework: str) -> dict[str, dict[str, str]]:
                 formats = wb.recipes.RECIPES.get(recipe).formats
                 out[control][choice] = "" if framework in formats else \
                     f"{choice}: for {', '.join(formats)} models, not {framework}"
+                module, extra = INSTALLED_BY.get(choice, (None, None))
+                if not out[control][choice] and module and importlib.util.find_spec(module) is None:
+                    out[control][choice] = f"{choice}: not installed (pip install 'efficiency-workbench[{extra}]')"
     out["pattern"] = dict.fromkeys(PATTERNS, "")
     if framework == "keras":
         out["pattern"]["channel"] = "channel: torch only (TF-MOT prunes weights, not channels)"
@@ -306,7 +312,7 @@ class TradeoffModel(TrialModel):
     def _excludable_format(self) -> bool:
         """Whether the precision recipe takes exclude= on the format it will run on (ONNX after to-onnx)."""
         recipe = wb.recipes.RECIPES.get(RECIPE_OF["precision"][self.state.precision])
-        fmt = "onnx" if self.state.runtime == "onnxruntime" else self.framework
+        fmt = {"onnxruntime": "onnx", "openvino": "openvino"}.get(self.state.runtime, self.framework)
         return fmt in recipe.format_params.get("exclude", ())
 
     def layers(self):

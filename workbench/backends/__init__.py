@@ -15,6 +15,7 @@ for _format in ("torch", "torchscript", "executorch"):
 BACKENDS.register("onnx", ("workbench.backends.onnx", "onnx", "onnxruntime"))
 BACKENDS.register("keras", ("workbench.backends.keras", "tf", "tensorflow"))
 BACKENDS.register("tflite", ("workbench.backends.keras", "tf", "ai_edge_litert"))
+BACKENDS.register("openvino", ("workbench.backends.openvino", "openvino", "openvino"))
 
 #: every format a handle may have (what recipes declare in `formats`)
 FORMATS = tuple(BACKENDS.names())

@@ -3,7 +3,7 @@
 from . import export, fusion, precision, quantization, sparsity, tensorflow, training  # noqa: F401  (registers the recipes)
 from .aliases import ALIASES
 from .base import HANDLERS, RECIPES, TRAINING_RECIPES, ApplyContext, Recipe, register_handler, register_recipe
-from .export import ToOnnx
+from .export import ToOnnx, ToOpenVino
 from .fusion import ChannelsLast, Compile, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
 from .pipeline import BASELINE, Pipeline, as_pipeline, compose, parse_pipelines
 from .precision import Autocast, Bf16, Fp16, Tf32
@@ -34,6 +34,6 @@ __all__ = [
     "ALIASES", "HANDLERS", "RECIPES", "TRAINING_RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16",
     "ChannelsLast", "Cluster", "Compile", "EdgeTpu", "ExecuTorch", "FoldBatchNorm", "Fp16", "Fuse", "Int8Dynamic",
     "Int4WeightOnly", "Int8Static", "Int8WeightOnly", "Pipeline", "Prune", "Qat", "Recipe", "SparseKernels", "Tf32", "Tfjs", "Tflite",
-    "TfMicro", "ToOnnx", "TorchScript", "Xla", "as_pipeline", "available", "compose", "describe", "parse_pipelines",
+    "TfMicro", "ToOnnx", "ToOpenVino", "TorchScript", "Xla", "as_pipeline", "available", "compose", "describe", "parse_pipelines",
     "register_handler", "register_recipe",
 ]

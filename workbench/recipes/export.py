@@ -30,3 +30,18 @@ class ToOnnx(Recipe):
     def validate(self) -> None:
         check_choice(self.name, "level", self.level, ORT_LEVELS)
         check_range(self.name, "opset", self.opset, 13, 23)
+
+
+@register_recipe
+@dataclass(frozen=True)
+class ToOpenVino(Recipe):
+    """Convert a torch, ONNX or Keras model with `openvino.convert_model` and run it in OpenVINO's CPU plugin with
+    the study's thread count. The plugin runs bf16 by default on CPUs with avx512_bf16 or AMX: this runtime forces
+    f32 (the row's engine says so); `bf16` after it asks for bf16. `int8-static` after it is NNCF post-training
+    quantization, `int8-weight-only` NNCF weight compression."""
+
+    name = "to-openvino"
+    kind = "runtime"
+    formats = ("torch", "onnx", "keras")
+    produces = "openvino"
+    summary = "convert to OpenVINO IR and run in its CPU plugin (f32; bf16 / NNCF int8 after it)"

@@ -22,11 +22,12 @@ class Fp16(Recipe):
 @register_recipe
 @dataclass(frozen=True)
 class Bf16(Recipe):
-    """Weights and compute in bfloat16 (fp32's range, 8 bits of mantissa)."""
+    """Weights and compute in bfloat16 (fp32's range, 8 bits of mantissa). After `to-openvino`: the CPU plugin's
+    bf16 inference precision, on CPUs with avx512_bf16 or AMX only."""
 
     name = "bf16"
     kind = "precision"
-    formats = ("torch",)
+    formats = ("torch", "openvino")
     summary = "bfloat16 weights and compute"
 
 

@@ -53,7 +53,8 @@ class Int8Static(Recipe):
     """Post-training static int8: weights and activations int8, ranges calibrated on `calibration` samples of
     the task's training data (else its inputs).
 
-    torch: FX graph mode, Conv-BN-ReLU fused first. After `to-onnx`: ONNX Runtime's static quantization (QDQ,
+    torch: FX graph mode, Conv-BN-ReLU fused first. After `to-openvino`: NNCF post-training quantization (its
+    transformer model type where the graph has attention). After `to-onnx`: ONNX Runtime's static quantization (QDQ,
     MinMax; `per_channel` weights, per-channel unless false). Keras: the full-integer TFLite conversion (the
     representative dataset), run in LiteRT; `io=int8` also makes the model's input and output int8.
     `exclude` keeps the layers it names (globs) in float, e.g. `int8-static(exclude=[0, 12])`; on Keras through
@@ -62,7 +63,7 @@ class Int8Static(Recipe):
 
     name = "int8-static"
     kind = "precision"
-    formats = ("torch", "onnx", "keras")
+    formats = ("torch", "onnx", "keras", "openvino")
     format_params = {"engine": ("torch",), "per_channel": ("onnx",), "io": ("keras",),
                      "exclude": ("torch", "onnx", "keras")}
     summary = "int8 weights and activations, calibrated on task data (torch FX; ONNX Runtime QDQ; TFLite full integer)"
@@ -83,12 +84,13 @@ class Int8Static(Recipe):
 @register_recipe
 @dataclass(frozen=True)
 class Int8WeightOnly(Recipe):
-    """int8 weights dequantized on the fly (torchao); activations stay float. Helps memory-bound Linear layers."""
+    """int8 weights dequantized on the fly (torchao); activations stay float. Helps memory-bound Linear layers.
+    After `to-openvino`: NNCF weight compression (int8 asymmetric, per channel)."""
 
     name = "int8-weight-only"
     kind = "precision"
-    formats = ("torch",)
-    summary = "int8 Linear weights, float compute (torchao)"
+    formats = ("torch", "openvino")
+    summary = "int8 Linear weights, float compute (torchao; NNCF weight compression after to-openvino)"
 
 
 @register_recipe

@@ -190,6 +190,10 @@ def default_space(handle: Any, task: Task, device: Any, *, objective: str = "lat
             dims["runtime"].append("to-onnx")
         else:
             left_out.append("to-onnx: onnxruntime is not installed (pip install 'efficiency-workbench[onnx]')")
+        if _installed("openvino"):
+            dims["runtime"].append("to-openvino")
+        else:
+            left_out.append("to-openvino: openvino is not installed (pip install 'efficiency-workbench[openvino]')")
         if _installed("executorch") and conv:
             dims["runtime"].append("executorch")
         if not getattr(device, "gpus", ()):

@@ -15,6 +15,7 @@ from ..._native import quiet_native_stderr
 from ..._optional import version_of
 from ...errors import DataError, UnsupportedError
 from ...recipes import ApplyContext, register_handler
+from ...recipes.export import ToOpenVino
 from ...recipes.layers import excluded_layers
 from ...recipes.precision import Fp16
 from ...recipes.quantization import Int8Dynamic, Int8Static
@@ -266,3 +267,37 @@ def tfjs(recipe: Tfjs, handle: KerasModel, context: ApplyContext) -> Any:
         raise UnsupportedError(spec, f"the TF.js converter failed ({type(exc).__name__}: {_first_line(exc)})") from None
     raise UnsupportedError(spec, f"exported {size / 1024:.1f} KB in {len(files)} files (model.json + weight "
                                  "shards); it runs in a JavaScript runtime, which this study cannot time")
+
+
+@register_handler(ToOpenVino, "keras")
+def keras_to_openvino(recipe: ToOpenVino, handle: KerasModel, context: ApplyContext) -> Any:
+    """A Keras model exported as a SavedModel (OpenVINO's TensorFlow front end cannot trace a Keras 3 object
+    directly), then converted."""
+    import os
+    import tempfile
+
+    from ..._optional import require
+
+    require("openvino", "openvino", "the to-openvino recipe")
+    import openvino as ov
+
+    from ..openvino import from_ov_model
+
+    spec = recipe.to_spec()
+    if handle.runtime != "tensorflow" or handle.precision != "fp32":
+        raise UnsupportedError(spec, "it converts a float Keras model run by TensorFlow")
+    with tempfile.TemporaryDirectory(prefix="wb-ov-") as tmp:
+        path = os.path.join(tmp, "saved_model")
+        try:
+            with _quiet():
+                if hasattr(handle.payload, "export"):
+                    handle.payload.export(path)
+                else:
+                    import tensorflow as tf
+
+                    tf.saved_model.save(handle.payload, path)
+                model = ov.convert_model(path)
+        except Exception as exc:
+            raise UnsupportedError(spec, f"OpenVINO could not convert the model ({type(exc).__name__}: "
+                                         f"{_first_line(exc)})") from None
+    return from_ov_model(model, handle, handle.notes)

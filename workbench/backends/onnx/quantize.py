@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.export import ToOnnx
+from ...recipes.export import ToOnnx, ToOpenVino
 from ...recipes.layers import excluded_layers
 from ...recipes.quantization import Int8Dynamic, Int8Static
 from .handle import OrtModel
@@ -147,3 +147,27 @@ def graph_level(recipe: ToOnnx, handle: OrtModel, context: ApplyContext) -> OrtM
     notes = (*handle.notes, f"already ONNX (opset {opset}, kept as given): graph optimization level {recipe.level}")
     return OrtModel(handle.payload, handle.source, level=recipe.level, precision=handle.precision, notes=notes,
                     fused=recipe.level != "disable", example_input=handle.example_input)
+
+
+@register_handler(ToOpenVino, "onnx")
+def onnx_to_openvino(recipe: ToOpenVino, handle: OrtModel, context: ApplyContext):
+    """An ONNX model (a file, or a torch model after to-onnx) read by OpenVINO's ONNX front end."""
+    from ..._optional import require
+
+    require("openvino", "openvino", "the to-openvino recipe")
+    import openvino as ov
+
+    from ..openvino import from_ov_model
+
+    spec = recipe.to_spec()
+    if handle.precision != "fp32":
+        raise UnsupportedError(spec, "it converts an fp32 ONNX model (quantize after it: to-openvino + int8-static)")
+    with tempfile.TemporaryDirectory(prefix="wb-ov-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        Path(path).write_bytes(handle.payload)
+        try:
+            model = ov.convert_model(path)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise UnsupportedError(spec, f"OpenVINO could not read the ONNX graph ({type(exc).__name__}: {first})") from None
+    return from_ov_model(model, handle.source or handle, handle.notes)

@@ -13,7 +13,7 @@ import torch
 from ..._optional import require
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
-from ...recipes.export import ToOnnx
+from ...recipes.export import ToOnnx, ToOpenVino
 from .handle import TorchModel
 
 
@@ -48,3 +48,26 @@ def to_onnx(recipe: ToOnnx, handle: TorchModel, context: ApplyContext):
     finally:
         exporter_log.setLevel(level)
     return OrtModel(model, handle, level=recipe.level, precision=handle.precision, notes=handle.notes)
+
+
+@register_handler(ToOpenVino, "torch")
+def to_openvino(recipe: ToOpenVino, handle: TorchModel, context: ApplyContext):
+    require("openvino", "openvino", "the to-openvino recipe")
+    import openvino as ov
+
+    from ..openvino import from_ov_model
+
+    spec = recipe.to_spec()
+    if handle.runtime != "eager" or handle.device != "cpu" or handle.precision != "fp32":
+        raise UnsupportedError(spec, "it converts an eager fp32 CPU model (put precision recipes after it: "
+                                     "to-openvino + int8-static, + int8-weight-only or + bf16)")
+    example = handle.export_example(context)
+    example = example if isinstance(example, (dict, tuple)) else (example,)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = ov.convert_model(handle.payload, example_input=example)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise UnsupportedError(spec, f"OpenVINO could not convert the model ({type(exc).__name__}: {first})") from None
+    return from_ov_model(model, handle, handle.notes)
