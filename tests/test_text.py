@@ -43,6 +43,24 @@ def test_sts_file_reading(tmp_path):
     assert task.metric_name == "spearman"
 
 
+def test_sts_calibrates_on_the_training_split_beside_it_never_on_the_scored_sentences(tmp_path):
+    dev = STS(STS_DEV)
+    assert dev.train_path.name == "sts-train.csv" and len(dev.train[0]) == STS.CALIBRATION_SENTENCES
+    assert not set(dev.train[0]) & set(dev.inputs)  # train sentences that also occur in dev are dropped
+    assert "sts-train.csv" in dev.calibration_source and "calibration from sts-train.csv" in dev.describe()
+    assert set(dev.calibration(64)) <= set(dev.train[0])
+    selection, held_out = dev.split(0.5)
+    assert selection.train is dev.train and held_out.train is dev.train  # a split keeps its training data
+    assert dev.fingerprint() != STS(STS_DEV, train=None).fingerprint()  # calibration data decides int8 answers
+    alone = STS(_write(tmp_path / "sts.tsv", GOOD))  # no sts-train.csv beside it: says calibration is optimistic
+    assert alone.train is None and "optimistic" in alone.calibration_source
+    assert STS(STS_DEV.with_name("sts-train.csv"), limit=10).train is None  # the training split itself
+    with pytest.raises(DataError, match="the file being scored"):
+        STS(STS_DEV, train=STS_DEV)
+    with pytest.raises(DataError, match="no STS training file"):
+        STS(STS_DEV, train=tmp_path / "missing.csv")
+
+
 @pytest.mark.parametrize("lines, fragment", [
     (GOOD[:1] + ["broken\tline\twith\tfour"], "line 2: 4 tab-separated fields"),
     (GOOD[:2] + ["a\tb\tc\td\tfive\tx\ty"], "line 3: score 'five' is not a number"),

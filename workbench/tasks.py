@@ -118,6 +118,13 @@ class Task:
         source = self.train[0] if self.train is not None else self.inputs
         return source[:n]
 
+    @property
+    def calibration_source(self) -> str:
+        """Where `calibration` draws from, in words (the notes of rows that calibrate say it)."""
+        if self.train is not None:
+            return "the training data"
+        return "the evaluation inputs (the task has no training data: an optimistic calibration)"
+
     def fingerprint(self) -> str:
         """sha256 of everything that decides a trial's answer: the task's kind and settings, the evaluation
         inputs, the labels and the training data (it drives calibration and fine-tuning)."""

@@ -117,39 +117,36 @@ class STS(TextTask):
 
     metric_name = "spearman"
 
-    def __init__(self, path: str | os.PathLike, *, sort_by_length: bool = True, limit: int | None = None):
+    #: the sentences calibration draws from, when `train="auto"` finds a training split beside the file
+    CALIBRATION_SENTENCES = 2048
+
+    def __init__(self, path: str | os.PathLike, *, sort_by_length: bool = True, limit: int | None = None,
+                 train: str | os.PathLike | None = "auto"):
+        """`train`: an STS file whose sentences calibrate int8 (never the sentences being scored); "auto" takes
+        `sts-train.csv` beside `path` when there is one and `path` is not it; None: no training data."""
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"no STS file at {str(self.path)!r}")
-        pairs, gold = [], []
-        with open(self.path, "rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    raise DataError(f"{self.path.name} line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at "
-                                    f"column {exc.start + 1}); save the file as UTF-8") from None
-                if not line.strip():
-                    continue
-                fields = line.split("\t")
-                if len(fields) < 7:
-                    raise DataError(f"{self.path.name} line {number}: {len(fields)} tab-separated fields, expected "
-                                    "7 (genre, file, year, id, score, sentence1, sentence2)")
-                try:
-                    score = float(fields[4])
-                except ValueError:
-                    raise DataError(f"{self.path.name} line {number}: score {fields[4]!r} is not a number") from None
-                if not 0.0 <= score <= 5.0:
-                    raise DataError(f"{self.path.name} line {number}: score {score} is outside [0, 5]")
-                if not fields[5].strip() or not fields[6].strip():
-                    raise DataError(f"{self.path.name} line {number}: an empty sentence")
-                pairs.append((fields[5], fields[6]))
-                gold.append(score)
-                if limit and len(pairs) >= limit:
-                    break
-        if not pairs:
-            raise DataError(f"{self.path.name} holds no sentence pairs")
+        pairs, gold = _read_sts(self.path, limit)
         self._set_pairs(pairs, np.array(gold), f"sts:{self.path.name}", sort_by_length)
+        self.train_path = _train_split(self.path, train)
+        self.train = None
+        if self.train_path is not None:
+            scored = set(self.inputs)
+            sentences = list(dict.fromkeys(s for pair in _read_sts(self.train_path, None)[0] for s in pair
+                                           if s not in scored))
+            if not sentences:
+                raise DataError(f"{self.train_path.name} has no sentence that is not also scored in {self.path.name}: "
+                                "pass train= another split, or train=None")
+            order = np.random.default_rng(0).permutation(len(sentences))[:self.CALIBRATION_SENTENCES]
+            self.train = (_strings([sentences[i] for i in order], f"{self.train_path.name} sentences"),)
+
+    @property
+    def calibration_source(self) -> str:
+        """Where int8 calibration samples come from, in words (a row's note says it)."""
+        if self.train is None:
+            return "the evaluation sentences (no training split: an optimistic calibration)"
+        return f"{self.train_path.name} (the training split, none of the scored sentences)"
 
     def _set_pairs(self, pairs: list[tuple[str, str]], gold: np.ndarray, name: str, sort_by_length: bool) -> None:
         sentences = list(dict.fromkeys(s for pair in pairs for s in pair))
@@ -163,11 +160,12 @@ class STS(TextTask):
         return len(self.pairs)
 
     def subset(self, units: np.ndarray, *, name: str | None = None) -> STS:
-        """The same file's task over these sentence pairs (and only the sentences they use)."""
+        """The same file's task over these sentence pairs (and only the sentences they use; the training split
+        kept: it is not evaluation data)."""
         part = object.__new__(STS)
-        part.path = self.path
         pairs = [(self.inputs[a], self.inputs[b]) for a, b in self.pairs[units]]
         part._set_pairs(pairs, self.gold[units], name or f"{self.name}[{len(units)}]", self.sort_by_length)
+        part.path, part.train_path, part.train = self.path, self.train_path, self.train
         return part
 
     def _similarities(self, outputs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -185,7 +183,55 @@ class STS(TextTask):
         return float(spearmanr(self._similarities(outputs, self.pairs[units]), self.gold[units]).statistic)
 
     def describe(self) -> str:
-        return f"{self.name}: {len(self.pairs)} pairs, {len(self)} sentences, metric Spearman"
+        calibration = f", calibration from {self.train_path.name}" if self.train is not None else ""
+        return f"{self.name}: {len(self.pairs)} pairs, {len(self)} sentences, metric Spearman{calibration}"
+
+
+def _train_split(path: Path, train: str | os.PathLike | None) -> Path | None:
+    if train is None:
+        return None
+    if isinstance(train, str) and train == "auto":
+        beside = path.with_name("sts-train.csv")
+        return beside if beside.is_file() and beside.resolve() != path.resolve() else None
+    p = Path(train)
+    if not p.is_file():
+        raise DataError(f"no STS training file at {str(p)!r}: pass an STS-format file, \"auto\" or None")
+    if p.resolve() == path.resolve():
+        raise DataError(f"train= is the file being scored ({p.name}): calibrating on the scored sentences is "
+                        "optimistic; pass the training split, or train=None")
+    return p
+
+
+def _read_sts(path: Path, limit: int | None) -> tuple[list[tuple[str, str]], list[float]]:
+    pairs, gold = [], []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path.name} line {number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                                f"column {exc.start + 1}); save the file as UTF-8") from None
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 7:
+                raise DataError(f"{path.name} line {number}: {len(fields)} tab-separated fields, expected "
+                                "7 (genre, file, year, id, score, sentence1, sentence2)")
+            try:
+                score = float(fields[4])
+            except ValueError:
+                raise DataError(f"{path.name} line {number}: score {fields[4]!r} is not a number") from None
+            if not 0.0 <= score <= 5.0:
+                raise DataError(f"{path.name} line {number}: score {score} is outside [0, 5]")
+            if not fields[5].strip() or not fields[6].strip():
+                raise DataError(f"{path.name} line {number}: an empty sentence")
+            pairs.append((fields[5], fields[6]))
+            gold.append(score)
+            if limit and len(pairs) >= limit:
+                break
+    if not pairs:
+        raise DataError(f"{path.name} holds no sentence pairs")
+    return pairs, gold
 
 
 TASKS.register("embedding-fidelity", EmbeddingFidelity)

@@ -130,7 +130,8 @@ def ort_int8_static(recipe: Int8Static, handle: OrtModel, context: ApplyContext)
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                         reduce_range=profile.int8_reduce_range, calibrate_method=CalibrationMethod.MinMax)
 
-    return _quantized(handle, run, spec, (f"{spec}: ONNX Runtime static int8, QDQ, MinMax over {len(samples)} sample(s), "
+    return _quantized(handle, run, spec, (f"{spec}: ONNX Runtime static int8, QDQ, MinMax over {len(samples)} sample(s) of "
+                                          f"{context.task.calibration_source}, "
                                           f"{'7-bit weights (no VNNI)' if profile.int8_reduce_range else '8-bit'}",) + note,
                       changed)
 

@@ -47,8 +47,7 @@ def nncf_int8_static(recipe: Int8Static, handle: OpenVinoModel, context: ApplyCo
         raise UnsupportedError(spec, "it calibrates on data: run it in a Study, whose task supplies the samples")
     task = context.task
     samples = task.calibration(recipe.calibration)
-    where = "the training data" if getattr(task, "train", None) is not None else \
-        "the evaluation inputs (the task has no training data: an optimistic calibration)"
+    where = task.calibration_source
     feeds = [handle.prepare(samples[i:i + 16]) for i in range(0, len(samples), 16)]
     transformer = bool(set(ATTENTION_OPS) & handle.op_types())
     options = {"model_type": nncf.ModelType.TRANSFORMER, "preset": nncf.QuantizationPreset.MIXED} if transformer else {}

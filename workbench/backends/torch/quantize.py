@@ -264,7 +264,7 @@ def int8_static(recipe: Int8Static, handle: TorchModel, context: ApplyContext) -
     notes = handle.notes + (
         f"{spec}: engine {engine}, per-channel int8 weights, activations "
         f"{'7-bit (reduce_range: no VNNI on this CPU)' if reduce_range else '8-bit'}, "
-        f"calibrated on {len(samples)} sample(s); Conv-BN-ReLU fused",)
+        f"calibrated on {len(samples)} sample(s) of {context.task.calibration_source}; Conv-BN-ReLU fused",)
     if skip:
         notes += (f"{spec}: kept in fp32 by exclude=: {', '.join(n for n in leaves if n in skip)}",)
     if floating_note:
