@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import workbench as wb
-from workbench.recommend.heldout import check, outputs_on
+from workbench.recommend.heldout import check
+from workbench.tasks import outputs_on
 from workbench.text import STS
 
 from .harness import Row, quantiles

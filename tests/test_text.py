@@ -108,6 +108,22 @@ def test_length_aware_batching_returns_outputs_in_the_original_order(minilm):
     assert padded(sorted_task) < padded(plain)  # less padding, measured in characters
 
 
+def test_text_is_batched_by_the_models_token_counts_and_its_exports_too(minilm):
+    model, _ = minilm
+    task = STS(STS_DEV, limit=300)
+    tokens = model.input_lengths(task.inputs)
+    by_model = task.for_model(model)
+    tokens_padded = lambda t: sum(tokens[b].max() * len(b) for b in np.array_split(t.order, len(t.order) // 32))  # noqa: E731
+    assert np.all(np.diff(tokens[by_model.order]) >= 0)  # sorted by what the padding depends on
+    assert tokens_padded(by_model) < tokens_padded(task)  # fewer padded tokens than sorting by characters
+    assert task.order is not by_model.order and np.all(np.diff([len(s) for s in task.inputs[task.order]]) >= 0)
+    onnx = wb.recipes.Pipeline.parse("to-onnx").apply(model, wb.recipes.ApplyContext(task=task))
+    assert np.array_equal(task.for_model(onnx).order, by_model.order)  # an export pads as its source does
+    out = wb.tasks.outputs_on(model, task, 32, 1)
+    np.testing.assert_allclose(out, np.concatenate([model.predict(task.inputs[i:i + 1]) for i in range(len(task))]),
+                               atol=1e-4)  # back in the task's order
+
+
 @pytest.mark.parametrize("spec, min_mean, min_worst", [
     ("int8-dynamic(per_channel=true)", 0.95, 0.85),
     ("to-onnx", 0.9999, 0.9999),

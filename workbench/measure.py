@@ -24,7 +24,7 @@ from .profiling.device import DeviceProfile
 from .profiling.timing import TimingConfig, measure_latency
 from .recipes import RECIPES, ApplyContext, Pipeline
 from .registry import Registry
-from .tasks import Task
+from .tasks import Task, outputs_on
 from .trial import Bench, TrialRecord
 
 
@@ -133,9 +133,7 @@ class InferenceBench(Bench):
     def outputs(self, handle: ModelHandle) -> np.ndarray:
         if handle.format in ("torch", "torchscript"):
             _first_torch_thread()  # the thread whose OpenMP pool torch made first
-        with handle.session(self.threads):
-            batches = [handle.predict(b) for b in self.task.batches(self.config.eval_batch)]
-        return self.task.restore(np.concatenate(batches))
+        return outputs_on(handle, self.task, self.config.eval_batch, self.threads)
 
     def _check_baseline(self) -> np.ndarray:
         what = f"the baseline model ({type(self.baseline.payload).__name__})"

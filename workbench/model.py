@@ -105,6 +105,11 @@ class ModelHandle(abc.ABC):
         """What a reader must know about the timed batch (text: the padded sequence length), or None."""
         return self.source.batch_note(batch) if self.source is not None else None
 
+    def input_lengths(self, inputs: Any) -> np.ndarray | None:
+        """The length of each input as this model sees it (text: tokens after truncation), what batching by
+        length sorts on; None where inputs have no length (tensors of one shape)."""
+        return self.source.input_lengths(inputs) if self.source is not None else None
+
     def flops(self, batch: Any) -> int | None:
         """Floating-point operations of one forward pass on `batch`, where the backend can count them."""
         return self.source.flops(batch) if self.source is not None else None

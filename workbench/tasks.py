@@ -113,6 +113,10 @@ class Task:
         """Outputs of `batches()` back in the order of `inputs` (tasks that batch by length reorder them)."""
         return outputs
 
+    def for_model(self, handle: Any) -> Task:
+        """The task as `handle` batches it (text: sorted by the model's token counts); itself by default."""
+        return self
+
     def calibration(self, n: int) -> np.ndarray:
         """Up to `n` inputs for calibration, from the training data when there is some."""
         source = self.train[0] if self.train is not None else self.inputs
@@ -290,3 +294,11 @@ class Classification(Task):
 
 TASKS.register("classification", Classification)
 TASKS.register("unlabelled", Unlabelled)
+
+
+def outputs_on(handle: Any, task: Task, batch_size: int, threads: int) -> np.ndarray:
+    """`handle`'s outputs on every input of `task`, in the task's order (batched the way the model pads)."""
+    task = task.for_model(handle)
+    with handle.session(threads):
+        batches = [handle.predict(b) for b in task.batches(batch_size)]
+    return task.restore(np.concatenate(batches))

@@ -3,6 +3,7 @@ scores) read from an STS-format file the user gives. Both can batch by length (s
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,18 @@ class TextTask(Task):
         restored = np.empty_like(outputs)
         restored[self.order] = outputs
         return restored
+
+    def for_model(self, handle: Any) -> TextTask:
+        """Batched by `handle`'s token counts (what the padding depends on), where it can count them; by
+        characters otherwise. A copy: the task itself keeps its order."""
+        if not self.sort_by_length:
+            return self
+        lengths = handle.input_lengths(self.inputs)
+        if lengths is None:
+            return self
+        task = copy.copy(self)
+        task.order = np.argsort(lengths, kind="stable")
+        return task
 
     def subset(self, units: np.ndarray, *, name: str | None = None) -> TextTask:
         part = super().subset(units, name=name)

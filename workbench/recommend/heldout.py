@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
 import numpy as np
 
@@ -39,13 +38,6 @@ class HeldOut:
                     "; the interval includes no change: not distinguishable from the baseline at this sample size")
         return (f"{quality.name} {self.value:.4f} vs the baseline's {self.baseline:.4f} on {self.units} held-out "
                 f"unit(s): drop {self.drop:+.2f}{interval}{real}")
-
-
-def outputs_on(handle: Any, task: Task, batch_size: int, threads: int) -> np.ndarray:
-    """`handle`'s outputs on every input of `task`, in the task's order."""
-    with handle.session(threads):
-        batches = [handle.predict(b) for b in task.batches(batch_size)]
-    return task.restore(np.concatenate(batches))
 
 
 def _value(task: Task, quality: Quality, outputs: np.ndarray, reference: np.ndarray,

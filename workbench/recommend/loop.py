@@ -34,8 +34,8 @@ import pandas as pd
 from .._optional import require
 from ..errors import DataError, ParameterError, WorkbenchError
 from ..recipes import Pipeline, parse_pipelines
-from ..tasks import Task
-from .heldout import HeldOut, check, outputs_on
+from ..tasks import Task, outputs_on
+from .heldout import HeldOut, check
 from .quality import quality_of
 from .result import SEARCH_COLUMNS, SearchResult
 from .space import NOTHING, Space, default_space

@@ -73,6 +73,12 @@ class TextModel(TorchModel):
                                "lower": getattr(self.tokenizer, "do_lower_case", None)}, sort_keys=True)
         return hashlib.sha256((super().fingerprint() + vocab + settings).encode()).hexdigest()
 
+    def input_lengths(self, inputs: Any) -> np.ndarray:
+        """Token counts (special tokens included, truncated at `max_length`): what the padding depends on."""
+        sentences = [str(s) for s in (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))]
+        ids = self.tokenizer(sentences, truncation=True, max_length=self.max_length)["input_ids"]
+        return np.array([len(i) for i in ids], dtype=np.int64)
+
     def batch_note(self, batch: Any) -> str:
         tokens = self._tokens(batch, "np")
         ids = np.asarray(tokens["input_ids"])
