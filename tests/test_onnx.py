@@ -13,7 +13,8 @@ from .conftest import FAST
 @pytest.fixture(scope="module")
 def ort_rows(cnn_study):
     return cnn_study.run(["to-onnx", "to-onnx(level=disable)", "to-onnx + int8-dynamic",
-                          "to-onnx + int8-static", "prune(0.5) + to-onnx", "fold-bn + to-onnx"],
+                          "to-onnx + int8-static", "prune(0.5) + to-onnx", "fold-bn + to-onnx",
+                          "to-onnx(exporter=torchscript) + int8-static"],
                          progress=False).frame.set_index("pipeline")
 
 
@@ -37,6 +38,22 @@ def test_ort_fp32_matches_torch_and_int8_is_smaller(ort_rows, cnn_study):
     model = onnx.load_from_string(cnn_study.handle("to-onnx").serialize())
     onnx.checker.check_model(model)
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a dynamic batch axis
+
+
+def test_the_torchscript_exporter_is_a_choice_with_the_same_layers(ort_rows, cnn_study):
+    row = ort_rows.loc["to-onnx(exporter=torchscript) + int8-static"]
+    assert row["status"] == "ok", row["error"]
+    assert row["fidelity"] >= 0.98 and row["metric_delta"] >= -0.01 and "TorchScript exporter" in row["notes"]
+    legacy, dynamo = cnn_study.handle("to-onnx(exporter=torchscript)"), cnn_study.handle("to-onnx")
+    changed = cnn_study.handle("to-onnx(exporter=torchscript) + int8-static").changed_layers
+    assert len(changed) >= 3 and changed == cnn_study.handle("to-onnx + int8-static").changed_layers  # module
+    # paths read from its node names
+    graph = onnx.load_from_string(legacy.serialize()).graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param and graph.output[0].type.tensor_type.shape.dim[0].dim_param
+    np.testing.assert_allclose(legacy.predict(cnn_study.task.sample(3)), dynamo.predict(cnn_study.task.sample(3)),
+                               atol=1e-4)
+    with pytest.raises(ParameterError, match="dynamo, torchscript"):
+        wb.Pipeline.parse("to-onnx(exporter=jit)")
 
 
 def test_isa_aware_int8_defaults_say_what_was_chosen(ort_rows, device):

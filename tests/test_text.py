@@ -136,6 +136,16 @@ def test_minilm_variants_stay_close_to_fp32(text_study, spec, min_mean, min_wors
     assert "padded to" in row["notes"]
 
 
+def test_minilm_through_the_torchscript_exporter_keeps_its_module_names(text_study):
+    spec = "to-onnx(exporter=torchscript) + int8-dynamic(exclude='encoder.encoder.layer.5.*')"
+    row = text_study.trial(spec)
+    assert row["status"] == "ok", row["error"]
+    assert row["fidelity_cosine"] >= 0.98 and "TorchScript exporter" in row["notes"]
+    assert "kept in fp32 by exclude=: encoder.encoder.layer.5.attention.self.query" in row["notes"]
+    changed = text_study.handle(spec).changed_layers
+    assert "encoder.encoder.layer.0.attention.self.query" in changed and not any(".layer.5." in c for c in changed)
+
+
 @pytest.mark.slow
 def test_fp32_minilm_reproduces_its_published_sts_score(minilm):
     model, _ = minilm

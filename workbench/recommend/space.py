@@ -188,6 +188,8 @@ def default_space(handle: Any, task: Task, device: Any, *, objective: str = "lat
         dims["runtime"] += ["torchscript", "compile"]
         if _installed("onnxruntime"):
             dims["runtime"].append("to-onnx")
+            if _has(ops, "Attention"):  # its transformer graphs run faster in ONNX Runtime (1.09x on MiniLM int8)
+                dims["runtime"].append("to-onnx(exporter=torchscript)")
         else:
             left_out.append("to-onnx: onnxruntime is not installed (pip install 'efficiency-workbench[onnx]')")
         if _installed("openvino"):

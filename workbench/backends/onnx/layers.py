@@ -1,7 +1,9 @@
 """Per-layer probes for ONNX Runtime models.
 
 Layers are the torch modules a graph was exported from: the dynamo exporter records each node's module scopes
-(`pkg.torch.onnx.name_scopes`); a graph without them (an ONNX file given as such) has one layer per node.
+(`pkg.torch.onnx.name_scopes`), the TorchScript exporter names each node by its module path
+(`/encoder/layer.0/attention/self/query/MatMul`); a graph with neither (an ONNX file given as such) has one
+layer per node.
 ONNX Runtime's quantizer names the nodes it adds after the nodes and tensors they replace, so the map is taken
 from the graph before quantization and carried (`OrtModel.layer_map`); a quantized node belongs to the layer
 whose node or tensor name is the longest prefix of its own.
@@ -59,6 +61,8 @@ def layer_map(payload: bytes) -> LayerMap:
         meta = {p.key: p.value for p in node.metadata_props}
         if SCOPES in meta:
             path = [s for s in _scope_list(meta[SCOPES])[:-1] if s and not s.startswith("_")]  # last: the op
+        elif node.name.startswith("/"):
+            path = _module_path(node.name)
         else:
             path = [node.name or node.output[0]]
         layer = path[-1] if path else ""
@@ -86,6 +90,13 @@ def layer_map(payload: bytes) -> LayerMap:
             quantizable.setdefault(layer, []).append(node.name)
     return LayerMap(tuple(order), owner, scopes, outputs, {k: "+".join(v) for k, v in ops.items()},
                     frozenset(weighted), {k: tuple(v) for k, v in quantizable.items()})
+
+
+def _module_path(node_name: str) -> list[str]:
+    """The TorchScript exporter's node name → the modules it is inside, outermost first, as torch names them
+    ("/encoder/layer.0/attention/MatMul_1" → ["encoder", "encoder.layer.0", "encoder.layer.0.attention"])."""
+    parts = [p for p in node_name.strip("/").split("/")[:-1] if p]  # last: the op
+    return [".".join(parts[:i + 1]) for i in range(len(parts))]
 
 
 def _scope_list(text: str) -> list[str]:

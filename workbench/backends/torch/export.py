@@ -1,4 +1,4 @@
-"""torch → ONNX export (the dynamo exporter, dynamic batch axis), run in ONNX Runtime."""
+"""torch → ONNX export (the dynamo exporter, or the TorchScript one; dynamic batch axis), run in ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -38,16 +38,49 @@ def to_onnx(recipe: ToOnnx, handle: TorchModel, context: ApplyContext):
         exporter_log.setLevel(logging.ERROR)  # it logs every torchvision op it skips
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(handle.payload, args, kwargs=kwargs or None, dynamo=True,
-                                        dynamic_shapes=handle.dynamic_shapes(args, kwargs),
-                                        opset_version=recipe.opset)
-        model = program.model_proto.SerializeToString()
+            if recipe.exporter == "torchscript":
+                model = _torchscript_export(handle, args, kwargs, recipe.opset)
+            else:
+                program = torch.onnx.export(handle.payload, args, kwargs=kwargs or None, dynamo=True,
+                                            dynamic_shapes=handle.dynamic_shapes(args, kwargs),
+                                            opset_version=recipe.opset)
+                model = program.model_proto.SerializeToString()
     except Exception as exc:
         first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0][:300]
         raise UnsupportedError(spec, f"the ONNX export failed ({type(exc).__name__}: {first})") from None
     finally:
         exporter_log.setLevel(level)
-    return OrtModel(model, handle, level=recipe.level, precision=handle.precision, notes=handle.notes)
+    notes = handle.notes
+    if recipe.exporter == "torchscript":
+        notes += (f"{spec}: torch's TorchScript exporter (deprecated by torch; opset {recipe.opset}), module paths "
+                  "from its node names",)
+    return OrtModel(model, handle, level=recipe.level, precision=handle.precision, notes=notes)
+
+
+def _torchscript_export(handle: TorchModel, args: tuple, kwargs: dict, opset: int) -> bytes:
+    """torch.onnx.export(dynamo=False): keyword inputs passed by position in the forward's order, every axis the
+    dynamo export would make dynamic made dynamic here by name."""
+    import inspect
+
+    if kwargs:
+        order = [p for p in inspect.signature(handle.payload.forward).parameters if p in kwargs]
+        names, inputs = order, tuple(kwargs[n] for n in order)
+        shapes = handle.dynamic_shapes((), kwargs)
+        axes = {n: {axis: dim.__name__ for axis, dim in shapes[n].items()} for n in names}
+    else:
+        names, inputs = [f"input_{i}" for i in range(len(args))], args
+        axes = {n: {0: "batch"} for n in names}
+    buffer = io.BytesIO()
+    torch.onnx.export(handle.payload, inputs, buffer, input_names=names, dynamic_axes=axes, opset_version=opset,
+                      dynamo=False)
+    import onnx
+
+    model = onnx.load_from_string(buffer.getvalue())
+    for output in model.graph.output:  # the batch of every output follows the inputs' (ORT warns otherwise)
+        dims = output.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].dim_param = "batch"
+    return model.SerializeToString()
 
 
 @register_handler(ToOpenVino, "torch")
