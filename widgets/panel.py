@@ -226,6 +226,13 @@ class TradeoffPanel(W.VBox):
         finally:
             self._syncing = False
 
+    def dispose(self) -> None:
+        """Close the panel for good: its pending trials and search stopped, its study's workers released, its
+        widgets closed in the kernel and the page (the dashboard does this when it switches model). Not done on
+        garbage collection: a study may be shared with other panels."""
+        self.model.close()
+        _close_tree(self)
+
     def refresh(self) -> None:
         m = self.model
         self.headline.value = f"<p class='wb-headline'><b>{html.escape(m.headline())}</b></p>"
@@ -239,6 +246,12 @@ class TradeoffPanel(W.VBox):
             self.chart.chart = chart
         else:
             self.chart.value = chart.to_html(inline=True) if hasattr(chart, "to_html") else ""
+
+
+def _close_tree(widget: W.Widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
 
 
 class DevicePanel(W.VBox):

@@ -174,6 +174,19 @@ class TrialModel:
     def on_change(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
 
+    def close(self) -> None:
+        """Drop what waits, stop a search, tell no one any more, release the study's workers (a page that
+        switches model closes the old one: its threads end with the trial they are in)."""
+        with self._lock:
+            self.superseded += self._queue
+            self._queue = []
+        if hasattr(self, "_search_stop"):
+            self._search_stop.set()
+        self._listeners.clear()
+        close = getattr(self.study, "close", None)
+        if close is not None:
+            close()
+
     @property
     def baseline(self) -> dict:
         """The baseline's row, or {} while it is still being measured (never blocks the page)."""

@@ -98,8 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="the HTML file to write")
     rep.add_argument("--pdf", action="store_true", help="also print it to PDF beside the HTML (headless Chromium)")
 
-    app = sub.add_parser("app", help="serve the dashboard (Voila) on 127.0.0.1")
+    app = sub.add_parser("app", help="serve the dashboard (Voila), on 127.0.0.1 unless --host says otherwise")
     app.add_argument("--port", type=int, default=8866, help="port to serve on (0: any free port)")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default 127.0.0.1, this machine only); any other needs a token")
+    app.add_argument("--token", default=None,
+                     help="the token pages must carry (?token=...); generated and printed when --host is not loopback")
+    app.add_argument("--idle-timeout", type=int, default=300,
+                     help="seconds after its page goes away that a session's kernel is shut down (0: never)")
+    app.add_argument("--max-sessions", type=int, default=8,
+                     help="sessions (kernels) at once; a page beyond is told to try again (0: no cap)")
     _model_args(app)
     app.add_argument("--models", default=None,
                      help="a folder of model files to offer beside the zoo (each with a data file of the same name: "
@@ -299,7 +307,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     data, kind = _data_args(args)
     return serve(port=args.port, model=_absolute(args.model), data=_absolute(data), task=kind,
-                 architecture=args.architecture, trusted=args.trusted, models_dir=_absolute(args.models))
+                 architecture=args.architecture, trusted=args.trusted, models_dir=_absolute(args.models),
+                 host=args.host, token=args.token, idle_timeout=args.idle_timeout, max_sessions=args.max_sessions)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
