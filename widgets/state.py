@@ -175,13 +175,11 @@ class TrialModel:
         self._listeners.append(callback)
 
     def close(self) -> None:
-        """Drop what waits, stop a search, tell no one any more, release the study's workers (a page that
-        switches model closes the old one: its threads end with the trial they are in)."""
+        """Drop what waits, tell no one any more, release the study's workers (a page that switches model
+        closes the old one: its threads end with the trial they are in)."""
         with self._lock:
             self.superseded += self._queue
             self._queue = []
-        if hasattr(self, "_search_stop"):
-            self._search_stop.set()
         self._listeners.clear()
         close = getattr(self.study, "close", None)
         if close is not None:
@@ -372,6 +370,10 @@ class TradeoffModel(TrialModel):
 
     def stop_search(self) -> None:
         self._search_stop.set()
+
+    def close(self) -> None:
+        self.stop_search()
+        super().close()
 
     def wait_search(self, timeout: float | None = None) -> bool:
         """Block until the search and its last notification are done (for scripts and tests)."""

@@ -7,7 +7,6 @@ is not on a command line other users can read."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 import tornado.web
@@ -16,20 +15,12 @@ from traitlets import Integer
 from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 
+from ._net import is_loopback
+
 BUSY = """<!doctype html><html><head><meta charset="utf-8"><title>Busy</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:4em auto">
 <h2>The workbench is busy</h2><p>All {cap} sessions of this dashboard are in use. Try again in a minute:
 idle sessions are closed after {idle}.</p></body></html>"""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding to `host` keeps the server on this machine ("" and 0.0.0.0 mean every interface)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _Sessions:
@@ -102,7 +93,7 @@ class WorkbenchVoila(Voila):
         settings["allow_remote_access"] = not is_loopback(self.ip)
         settings["workbench_max_sessions"] = self.max_sessions
         settings["workbench_sessions"] = _Sessions()
-        settings["workbench_idle_s"] = self.config.get("MappingKernelManager", {}).get("cull_idle_timeout", 0)
+        settings["workbench_idle_s"] = self.kernel_manager.cull_idle_timeout
         return settings
 
     def init_handlers(self) -> list:

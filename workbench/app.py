@@ -16,9 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ._net import free_port
+from ._net import free_port, is_loopback
 from ._optional import require
-from ._voila_server import is_loopback
 from .errors import WorkbenchError
 from .paths import cache_dir
 
