@@ -19,7 +19,7 @@ from ._net import is_loopback
 
 BUSY = """<!doctype html><html><head><meta charset="utf-8"><title>Busy</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:4em auto">
-<h2>The workbench is busy</h2><p>All {cap} sessions of this dashboard are in use. Try again in a minute:
+<h2>The workbench is busy</h2><p>This dashboard serves {sessions} at once and all are in use. Try again in a minute:
 idle sessions are closed after {idle}.</p></body></html>"""
 
 
@@ -69,7 +69,7 @@ class CappedVoilaHandler(TornadoVoilaHandler):
             self.set_status(503)
             self.set_header("Retry-After", "60")
             self.set_header("Content-Type", "text/html")
-            self.finish(BUSY.format(cap=cap, idle=f"{idle} s without a page" if idle else "their page closes"))
+            self.finish(BUSY.format(sessions=f"{cap} session" + "s" * (cap != 1), idle=f"{idle} s without a page" if idle else "their page closes"))
             return
         sessions.starting += 1  # counted from now: pages arriving together cannot all pass the check
         self._admitted = True
