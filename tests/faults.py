@@ -46,3 +46,24 @@ def _hog(recipe, handle, context):
     hoard = []
     while True:
         hoard.append(np.ones(2**27))  # 1 GiB at a time, until the worker's memory limit stops it
+
+
+@_recipe("test-spawn-hang")
+def _spawn_hang(recipe, handle, context):
+    """Starts a process of its own (its pid in $WB_TEST_CHILD_PID_FILE), then hangs."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    with open(os.environ["WB_TEST_CHILD_PID_FILE"], "w") as fh:
+        fh.write(str(child.pid))
+    time.sleep(3600)
+
+
+@_recipe("test-stderr-exit")
+def _stderr_exit(recipe, handle, context):
+    import sys
+
+    sys.stderr.write("fatal: the native library could not find libfoo.so.3\n")
+    sys.stderr.flush()
+    os._exit(3)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -69,15 +70,6 @@ def run_payload(payload: bytes, memory_limit_bytes: int | None = None) -> TrialR
     return trial.run()
 
 
-def _process_main(payload_path: str, result_path: str, memory_limit_bytes: int | None) -> None:
-    import pickle
-
-    from .files import atomic_write_bytes
-
-    record = run_payload(Path(payload_path).read_bytes(), memory_limit_bytes)
-    atomic_write_bytes(result_path, pickle.dumps(record))
-
-
 def _death(exitcode: int) -> str:
     if exitcode < 0:
         try:
@@ -90,29 +82,122 @@ def _death(exitcode: int) -> str:
     return f"the worker process exited with status {exitcode} before writing its result"
 
 
+def _stderr_tail(path: str, lines: int = 12, chars: int = 1500) -> str:
+    """The last lines a worker wrote to stderr, for a failed row ('' when it wrote nothing)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    tail = "\n".join(line for line in text.splitlines() if line.strip())
+    tail = "\n".join(tail.splitlines()[-lines:])[-chars:]
+    return f"; the worker's stderr ended with:\n{tail}" if tail else ""
+
+
+def _worker_env() -> dict[str, str]:
+    """The worker imports what this process can: its sys.path (a notebook's folder included) goes along."""
+    env = dict(os.environ)
+    paths = [p or os.getcwd() for p in sys.path]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def _resident_bytes(pid: int) -> int:
+    """Resident memory of a worker and every process it started."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in family:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _kill_group(pid: int) -> None:
+    """Kill the worker's process group: the worker and whatever it started that is still alive."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
 class ProcessExecutor(Executor):
-    """Each trial in a fresh process: `timeout_s` per trial, `memory_limit_bytes` of address space."""
+    """Each trial in a fresh worker process, in a process group of its own, that dies with its parent.
+
+    timeout_s            per trial; on expiry the whole group is killed and the row says so
+    memory_limit_bytes   resident memory of the worker and its children (default: 80% of what this machine, or
+                         its cgroup, allows); a CPU trial also gets it as an address-space limit, so a runaway
+                         allocation fails at once with MemoryError (CUDA trials map far more address space than
+                         they use, so theirs is watched, not capped)
+    """
 
     name = "process"
+    poll_s = 0.25
 
     def __init__(self, timeout_s: float | None = 600.0, memory_limit_bytes: int | None = -1):
-        self.timeout_s = _check_timeout(timeout_s)
-        if memory_limit_bytes == -1:
-            import psutil
+        from ._sysmem import usable_memory_bytes
 
-            memory_limit_bytes = int(psutil.virtual_memory().total * 0.8)
+        self.timeout_s = _check_timeout(timeout_s)
+        usable = usable_memory_bytes()
+        if memory_limit_bytes == -1:
+            memory_limit_bytes = int(usable * 0.8)
+        if memory_limit_bytes is not None and (isinstance(memory_limit_bytes, bool)
+                                               or not isinstance(memory_limit_bytes, int)):
+            raise ParameterError("process executor", "memory_limit_bytes", memory_limit_bytes,
+                                 "a whole number of bytes, or None for no limit")
         if memory_limit_bytes is not None and memory_limit_bytes < 2**28:
             raise ParameterError("process executor", "memory_limit_bytes", memory_limit_bytes,
                                  "at least 256 MiB (a worker imports its framework)")
+        if memory_limit_bytes is not None and memory_limit_bytes > usable:
+            raise ParameterError("process executor", "memory_limit_bytes", memory_limit_bytes,
+                                 f"at most {_gib(usable)}, the memory this machine (or its cgroup) allows")
         self.memory_limit_bytes = memory_limit_bytes
 
     def run(self, trials: Sequence[Trial]) -> Iterator[TrialRecord]:
         for trial in trials:
             yield self.run_one(trial)
 
+    def _address_space_limit(self, trial: Trial) -> int:
+        target = str(trial.bench.settings().get("target", "cpu"))
+        return 0 if self.memory_limit_bytes is None or target.startswith("cuda") else self.memory_limit_bytes
+
+    def _watch(self, proc, started: float) -> str | None:
+        """Wait for the worker; the reason it was stopped, or None when it ended by itself."""
+        import subprocess
+
+        deadline = None if self.timeout_s is None else started + self.timeout_s
+        while True:
+            try:
+                proc.wait(self.poll_s)
+                return None
+            except subprocess.TimeoutExpired:
+                pass
+            if deadline is not None and time.perf_counter() > deadline:
+                return (f"timed out after {self.timeout_s:g} s: the trial was killed "
+                        "(raise the executor's timeout_s for slow recipes)")
+            if self.memory_limit_bytes is not None:
+                used = _resident_bytes(proc.pid)
+                if used > self.memory_limit_bytes:
+                    return (f"used {_gib(used)} of memory, over the executor's limit of "
+                            f"{_gib(self.memory_limit_bytes)}: the trial was killed (raise memory_limit_bytes, "
+                            "or use a smaller batch)")
+
     def run_one(self, trial: Trial) -> TrialRecord:
-        import multiprocessing
         import pickle
+        import subprocess
 
         import cloudpickle
 
@@ -124,38 +209,77 @@ class ProcessExecutor(Executor):
                                 "run it inline", started)
         with tempfile.TemporaryDirectory(prefix="wb-trial-") as tmp:
             payload_path, result_path = os.path.join(tmp, "payload.pkl"), os.path.join(tmp, "record.pkl")
+            stderr_path = os.path.join(tmp, "stderr.txt")
             Path(payload_path).write_bytes(payload)
-            # not a daemon: a trial may start processes of its own (ddp); it is killed on timeout
-            proc = multiprocessing.get_context("spawn").Process(
-                target=_process_main, args=(payload_path, result_path, self.memory_limit_bytes), daemon=False)
-            proc.start()
-            proc.join(self.timeout_s)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-                return trial.failed(f"timed out after {self.timeout_s:g} s: the trial was killed "
-                                    "(raise the executor's timeout_s for slow recipes)", started)
-            if os.path.exists(result_path):
+            command = [sys.executable, "-m", "workbench._worker", payload_path, result_path, str(os.getpid()),
+                       str(self._address_space_limit(trial))]
+            with open(stderr_path, "wb") as stderr:
+                proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr, env=_worker_env(),
+                                        start_new_session=True)
+            try:
+                stopped = self._watch(proc, started)
+            finally:  # whatever happened, nothing the trial started outlives it
+                _kill_group(proc.pid)
+                proc.wait()
+            if stopped is None and os.path.exists(result_path):
                 return pickle.loads(Path(result_path).read_bytes())
-            return trial.failed(_death(proc.exitcode), started)
+            return trial.failed((stopped or _death(proc.returncode)) + _stderr_tail(stderr_path), started)
 
 
 class DaskExecutor(Executor):
-    """Trials on Dask: a local cluster of `n_workers` processes (loopback only) or the scheduler at `address`."""
+    """Trials on Dask: a local cluster (loopback, TLS) or the scheduler at `address`.
+
+    n_workers, threads_per_worker   of the local cluster; by default each worker offers the cores a trial asks
+                                    for (the study's `threads`) and there are as many workers as fit the cores
+    memory_limit_bytes              per local worker (default: 80% of this machine's or its cgroup's memory,
+                                    shared by the workers); Dask restarts a worker that goes over it
+    timeout_s                       per trial; the worker running a timed-out trial is restarted, so a hung
+                                    trial does not hold it for the rest of the sweep
+    """
 
     name = "dask"
 
-    def __init__(self, address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1,
-                 timeout_s: float | None = 600.0):
-        if not isinstance(n_workers, int) or n_workers < 1:
-            raise ParameterError("dask executor", "n_workers", n_workers, "a whole number >= 1")
+    def __init__(self, address: str | None = None, n_workers: int | None = None,
+                 threads_per_worker: int | None = None, timeout_s: float | None = 600.0,
+                 memory_limit_bytes: int | None = -1):
+        for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ParameterError("dask executor", label, value, "a whole number >= 1 (or None: from the study)")
         self.address, self.n_workers, self.threads_per_worker = address, n_workers, threads_per_worker
+        self.memory_limit_bytes = memory_limit_bytes
         self.timeout_s = _check_timeout(timeout_s)
         self._client = None
         self._cluster = None
 
-    @property
-    def client(self):
+    def _local_cluster(self, threads: int):
+        import dask
+        import distributed
+
+        from ._sysmem import usable_memory_bytes
+        from .profiling.device import available_cores
+
+        per_worker = self.threads_per_worker or threads
+        workers = self.n_workers or max(1, available_cores() // per_worker)
+        memory = self.memory_limit_bytes
+        if memory == -1:
+            memory = int(usable_memory_bytes() * 0.8 / workers)
+        with dask.config.set({"distributed.worker.daemon": False}):  # trials may start processes (ddp)
+            return distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=per_worker, processes=True, host="127.0.0.1",
+                dashboard_address=None, resources={"cores": per_worker}, memory_limit=memory or 0,
+                security=self._security())
+
+    @staticmethod
+    def _security():
+        """TLS with a throwaway certificate; without `cryptography` the cluster is plain TCP on loopback."""
+        try:
+            import cryptography  # noqa: F401
+        except ImportError:
+            return None
+        return True
+
+    def connect(self, threads: int = 1):
+        """The Dask client: to `address`, or to a local cluster started for trials of `threads` cores."""
         from ._optional import require
 
         distributed = require("distributed", "dask", "the Dask executor")
@@ -163,14 +287,13 @@ class DaskExecutor(Executor):
             if self.address:
                 self._client = distributed.Client(self.address, timeout="30s")
             else:
-                import dask
-
-                with dask.config.set({"distributed.worker.daemon": False}):  # trials may start processes (ddp)
-                    self._cluster = distributed.LocalCluster(
-                        n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
-                        host="127.0.0.1", dashboard_address=None, resources={"cores": self.threads_per_worker})
+                self._cluster = self._local_cluster(threads)
                 self._client = distributed.Client(self._cluster)
         return self._client
+
+    @property
+    def client(self):
+        return self.connect()
 
     def _check_cores(self, threads: int) -> None:
         offered = [w.get("resources", {}).get("cores", 0) for w in self.client.scheduler_info()["workers"].values()]
@@ -179,6 +302,18 @@ class DaskExecutor(Executor):
                 f"no Dask worker offers {threads} core(s) (workers offer {offered or 'nothing'}): start workers "
                 f"with `--resources cores=N`, or run the study with threads <= {max(offered, default=0)}")
 
+    def _restart_worker_of(self, future) -> str:
+        """Restart the worker running `future` (cancel cannot stop a running task). Says what happened."""
+        try:
+            holders = [w for w, keys in self.client.processing().items() if future.key in keys]
+            future.cancel()
+            if holders:
+                self.client.restart_workers(holders, timeout=60)
+                return "; its worker was restarted"
+        except Exception as exc:  # a remote worker without a nanny cannot be restarted
+            return f"; its worker could not be restarted ({type(exc).__name__}: {exc})"
+        return ""
+
     def run(self, trials: Sequence[Trial]) -> Iterator[TrialRecord]:
         import cloudpickle
         from distributed import TimeoutError as DaskTimeout
@@ -186,8 +321,8 @@ class DaskExecutor(Executor):
         if not trials:
             return
         threads = max(t.threads for t in trials)
+        self.connect(threads)
         self._check_cores(threads)
-        started = time.perf_counter()
         futures = []
         for t in trials:
             try:
@@ -196,6 +331,7 @@ class DaskExecutor(Executor):
             except Exception as exc:  # the trial cannot travel to a worker: its record says why
                 futures.append(exc)
         for trial, future in zip(trials, futures):
+            started = time.perf_counter()  # the timeout runs from when this trial's result is awaited
             if isinstance(future, Exception):
                 yield trial.failed(f"cannot send the trial to a Dask worker ({type(future).__name__}: {future})",
                                    started)
@@ -203,8 +339,8 @@ class DaskExecutor(Executor):
             try:
                 yield future.result(timeout=self.timeout_s)
             except DaskTimeout:
-                future.cancel()
-                yield trial.failed(f"timed out after {self.timeout_s:g} s on the Dask cluster", started)
+                restarted = self._restart_worker_of(future)
+                yield trial.failed(f"timed out after {self.timeout_s:g} s on the Dask cluster{restarted}", started)
             except Exception as exc:  # KilledWorker, a crash, a lost connection: the trial's record says so
                 yield trial.failed(f"dask: {type(exc).__name__}: {exc}", started)
 
