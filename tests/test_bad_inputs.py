@@ -72,6 +72,23 @@ def _evil(tmp_path):
     return path
 
 
+def _damaged_store(tmp_path):
+    """A store whose pages in the middle were overwritten (a disk or copy fault)."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "damaged.db"
+    store = wb.ResultsStore(path)
+    for i in range(300):
+        store.put(wb.trial.TrialRecord({"trial_id": f"t{i}", "pipeline": "x" * 200, "status": "ok"}).row)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(path, "r+b") as fh:
+        fh.seek(4096 * 3)
+        fh.write(os.urandom(4096 * 4))
+    return path
+
+
 CASES = {
     # -- pipeline specs ----------------------------------------------------------------------------
     "unknown recipe": (lambda s, t: wb.Pipeline.parse("int4-magic"), UnknownNameError, "known recipes"),
@@ -144,6 +161,13 @@ CASES = {
                           "folder"),
     "store is not sqlite": (lambda s, t, p: (p / "j.db").write_bytes(b"junk" * 100) and wb.ResultsStore(
         p / "j.db"), DataError, "not a workbench results store"),
+    "store with a damaged page": (lambda s, t, p: wb.ResultsStore(_damaged_store(p)), DataError,
+                                  "is damaged (database disk image is malformed)"),
+    "memory limit above the machine's": (lambda s, t: wb.ProcessExecutor(memory_limit_bytes=2**52), ParameterError,
+                                         "the memory this machine (or its cgroup) allows"),
+    "memory limit as a float": (lambda s, t: wb.ProcessExecutor(memory_limit_bytes=3e9), ParameterError,
+                                "a whole number of bytes"),
+    "dask workers as a string": (lambda s, t: wb.DaskExecutor(n_workers="2"), ParameterError, "whole number >= 1"),
     "malicious pickle": (lambda s, t, p: wb.load_model(_evil(p), architecture=nn.Linear(2, 2)), UnsafeModelError,
                          "would execute code"),
     "corrupt model file": (lambda s, t, p: (p / "c.pt").write_bytes(b"\x00" * 64) and wb.load_model(p / "c.pt"),

@@ -39,11 +39,15 @@ class ResultsStore:
                 if version > SCHEMA_VERSION:
                     raise DataError(f"results store {str(self.path)!r} was written by a newer workbench "
                                     f"(schema {version}); upgrade efficiency-workbench to read it")
+                if tables and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise sqlite3.DatabaseError("database disk image is malformed")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("CREATE TABLE IF NOT EXISTS trials (trial_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, "
                              "status TEXT NOT NULL, row TEXT NOT NULL, written_at TEXT NOT NULL)")
                 conn.execute("CREATE TABLE IF NOT EXISTS outputs (trial_id TEXT PRIMARY KEY, npy BLOB NOT NULL)")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except DataError:
+            raise
         except sqlite3.DatabaseError as exc:
             raise DataError(f"{str(self.path)!r} is not a workbench results store ({exc}); "
                             "give a new file name or an existing store") from None
@@ -57,7 +61,7 @@ class ResultsStore:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 60000")
         conn.execute("PRAGMA synchronous = FULL")
-        return _Closing(conn)
+        return _Closing(conn, self.path)
 
     def get_record(self, trial_id: str) -> TrialRecord | None:
         """The stored record of a trial (with its outputs, where kept), unless it failed (failed trials are
@@ -119,13 +123,30 @@ class ResultsStore:
 
 
 class _Closing:
-    """`with` for an sqlite3 connection that closes it (sqlite3's own context manager only commits)."""
+    """`with` for an sqlite3 connection that closes it (sqlite3's own context manager only commits) and turns
+    SQLite's errors into ones that name the store and what to do."""
 
-    def __init__(self, conn):
-        self.conn = conn
+    def __init__(self, conn, path: Path):
+        self.conn, self.path = conn, path
 
     def __enter__(self):
         return self.conn
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, exc, tb) -> None:
+        import sqlite3
+
         self.conn.close()
+        if exc is None or not isinstance(exc, sqlite3.DatabaseError):
+            return
+        where = str(self.path)
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise WorkbenchError(
+                f"the results store {where!r} stayed locked by another writer for 60 s ({exc}): wait for the "
+                "other sweep to finish, or give this one a store of its own") from None
+        if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "read-only" in str(exc)):
+            raise WorkbenchError(f"the results store {where!r} is read-only ({exc}): make it writable, or give "
+                                 "another file") from None
+        raise DataError(
+            f"the results store {where!r} is damaged ({exc}); nothing more was written to it. Move the "
+            f"file aside and run again with a new --store (finished trials are measured again), or recover what "
+            f"it holds with `sqlite3 {where} .recover | sqlite3 recovered.db`") from None
