@@ -50,3 +50,25 @@ def test_unknown_model_and_split():
         wb.zoo.load("resnet-9000")
     with pytest.raises(DataError, match="'val' or 'test'"):
         wb.zoo.load("digits-cnn", split="train")
+
+
+def test_cache_files_carry_a_checksum_that_is_verified(tmp_path):
+    from workbench.files import read_checksummed, write_checksummed
+
+    path = write_checksummed(tmp_path / "zoo" / "model.pt", b"weights" * 1000)
+    assert (tmp_path / "zoo" / "model.pt.sha256").is_file()
+    assert read_checksummed(path) == b"weights" * 1000
+    damaged = bytearray(path.read_bytes())
+    damaged[100] ^= 0xFF  # one flipped byte
+    path.write_bytes(bytes(damaged))
+    assert read_checksummed(path) is None
+    assert not path.exists() and not (tmp_path / "zoo" / "model.pt.sha256").exists()  # rebuilt next time
+    (tmp_path / "bare.pt").write_bytes(b"no checksum")
+    assert read_checksummed(tmp_path / "bare.pt") is None
+
+
+def test_the_zoo_cache_is_checksummed(cnn):
+    from workbench.zoo.digits import _cache_path
+
+    path = _cache_path("digits-cnn")
+    assert path.is_file() and (path.parent / f"{path.name}.sha256").is_file()

@@ -38,6 +38,36 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def write_checksummed(path: str | os.PathLike, data: bytes) -> Path:
+    """A cache file and its SHA-256 beside it (`<name>.sha256`), both written atomically, the data first."""
+    import hashlib
+
+    path = atomic_write_bytes(path, data)
+    atomic_write_text(f"{path}.sha256", hashlib.sha256(data).hexdigest() + "\n")
+    return path
+
+
+def read_checksummed(path: str | os.PathLike) -> bytes | None:
+    """A cache file's bytes if its checksum matches; None (and both files removed) when it is missing, has no
+    checksum or does not match (a torn copy, a disk fault, an edit): the caller builds it again."""
+    import hashlib
+
+    path = Path(path)
+    digest = Path(f"{path}.sha256")
+    try:
+        data, expected = path.read_bytes(), digest.read_text().strip()
+    except OSError:
+        data = expected = None
+    if data is not None and hashlib.sha256(data).hexdigest() == expected:
+        return data
+    for stale in (path, digest):
+        try:
+            stale.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -112,25 +112,26 @@ def _cache_path(name: str):
 
 
 def trained(name: str):
-    """The trained model, from the cache (loaded with weights_only=True) or trained now and cached."""
+    """The trained model, from the cache (checksum verified, loaded with weights_only=True) or trained now and cached."""
     import io
 
     import torch
 
-    from ..files import atomic_write_bytes
+    from ..files import read_checksummed, write_checksummed
 
     model = build(name)
     path = _cache_path(name)
-    if path.is_file():
+    cached = read_checksummed(path)  # None when missing or its checksum does not match
+    if cached is not None:
         try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            model.load_state_dict(torch.load(io.BytesIO(cached), map_location="cpu", weights_only=True))
             return model.eval()
         except Exception:
-            path.unlink(missing_ok=True)  # a corrupt cache entry: train again
+            path.unlink(missing_ok=True)  # written by another version: train again
     model = train(name)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_checksummed(path, buffer.getvalue())
     return model
 
 

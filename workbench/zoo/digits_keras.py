@@ -69,11 +69,11 @@ def trained():
     import os
     import tempfile
 
-    from ..files import atomic_write_bytes
+    from ..files import read_checksummed, write_checksummed
 
     path = _cache_path()
     model = build()
-    if path.is_file():
+    if read_checksummed(path) is not None:  # None when missing or its checksum does not match
         try:
             model.load_weights(str(path))
             return model
@@ -85,7 +85,7 @@ def trained():
         file = os.path.join(tmp, "model.weights.h5")
         model.save_weights(file)
         with open(file, "rb") as f:
-            atomic_write_bytes(path, f.read())
+            write_checksummed(path, f.read())
     return model
 
 
