@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 
 def _wb(*args, timeout=300):
@@ -60,3 +61,38 @@ def test_user_errors_exit_2_with_a_message_and_no_traceback(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert fragment in proc.stderr, (args, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_of_workbench_run_without_a_store_loses_no_finished_row(tmp_path):
+    """No --store: every finished row is in the run's own store (named on stderr) and in --out at once."""
+    import os
+    import random
+    import signal
+
+    import workbench as wb
+
+    out = tmp_path / "rows.csv"
+    specs = [f"prune(0.{i})" for i in range(1, 9)]
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "run", "--model", "digits-cnn", "--recipes",
+                             "; ".join(specs), "--out", str(out), "--no-progress", "--min-time", "0.2"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    kill_at = random.Random().randint(2, 6)  # a random point, after the baseline
+    store_path, done = None, []
+    for line in proc.stderr:
+        if line.startswith("rows are written to "):
+            store_path = line.split(" ")[4]
+        if line.startswith("done "):
+            done.append(line.split()[-1])
+            if len(done) == kill_at:
+                break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert store_path and len(done) == kill_at, (store_path, done)
+    store = wb.ResultsStore(store_path)
+    assert store.check() == "ok"
+    stored = {r["pipeline"] or "baseline" for r in store.rows() if r["status"] == "ok"}
+    assert set(done) <= stored, (done, stored)
+    written = set(pd.read_csv(out)["pipeline"])
+    assert set(done) <= written, (done, written)
+    os.unlink(store_path)

@@ -112,3 +112,34 @@ def test_a_report_reads_in_a_browser_and_prints_to_pdf(tmp_path):
                    capture_output=True, timeout=120, check=True)
     shutil.copy(pdf, ARTIFACTS / "report.pdf")
     assert (ARTIFACTS / "report.png").stat().st_size > 50_000
+
+
+def _template(tmp_path, code: str):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    params = nbformat.v4.new_code_cell("model = ''")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print('first cell ran')"), nbformat.v4.new_code_cell(code)]
+    path = tmp_path / "template.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.parametrize("code, timeout, fragment", [
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 600, "the kernel died"),
+    ("import time; time.sleep(120)", 5, "timeout of 5 s per cell"),
+])
+def test_a_dead_or_stuck_kernel_still_leaves_a_report_naming_the_cell(tmp_path, monkeypatch, code, timeout,
+                                                                       fragment):
+    import workbench.report
+
+    monkeypatch.setattr(workbench.report, "TEMPLATE", _template(tmp_path, code))
+    out = tmp_path / "r.html"
+    with pytest.raises(wb.WorkbenchError, match="cell 3 of 3"):
+        render({"model": "m"}, out, timeout_s=timeout)
+    page = out.read_text()
+    assert "This report is incomplete" in page and fragment in page and "cell 3 of 3" in page
+    assert "first cell ran" in page  # what ran before is kept

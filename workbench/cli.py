@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--min-time", type=float, default=0.5, help="minimum seconds of timing per trial")
     run.add_argument("--out", default=None, help="write the results table (.csv or .parquet)")
     run.add_argument("--store", default=None,
-                     help="SQLite results store: finished trials are kept there and skipped when run again")
+                     help="SQLite results store: finished trials are kept there and skipped when run again "
+                          "(default: a new store per run in the cache folder, named on stderr)")
     run.add_argument("--executor", default="inline", choices=("inline", "process", "dask"),
                      help="where trials run: in this process, each in its own process, or on a Dask cluster")
     run.add_argument("--timeout", type=float, default=600.0, help="seconds per trial (process and dask executors)")
@@ -96,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--search", default="0",
                      help="time to search beyond the listed pipelines, e.g. 2m (default 0: choose among them)")
     rep.add_argument("--out", required=True, help="the HTML file to write")
+    rep.add_argument("--timeout", type=float, default=3600.0,
+                     help="seconds a report cell may run before the report stops and says which one (default 3600)")
     rep.add_argument("--pdf", action="store_true", help="also print it to PDF beside the HTML (headless Chromium)")
 
     app = sub.add_parser("app", help="serve the dashboard (Voila), on 127.0.0.1 unless --host says otherwise")
@@ -126,8 +129,18 @@ def _cmd_device(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_store_path():
+    """Where `workbench run` keeps its rows when no --store is given: a store of its own in the cache folder."""
+    import os
+    import time
+
+    from .paths import cache_dir
+
+    return cache_dir() / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.db"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .files import check_writable
+    from .files import check_writable, write_table
     from .profiling.timing import TimingConfig
     from .recipes import parse_pipelines
     from .study import Study
@@ -135,14 +148,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     pipelines = parse_pipelines(args.recipes)  # a bad spec fails before the model is trained or loaded
     if args.out:
         check_writable(args.out)
+    store = args.store or _run_store_path()
     executor = _executor(args)
     model, task = _open(args, split=args.split)
     study = Study(model, task, batch_size=args.batch_size, threads=args.threads,
-                  timing=TimingConfig(min_time_s=args.min_time), store=args.store, executor=executor)
+                  timing=TimingConfig(min_time_s=args.min_time), store=store, executor=executor)
     print(f"{args.model} on {task.describe()}; batch {study.batch_size}, {study.threads} thread(s); "
           f"{study.device.label}", file=sys.stderr)
+    if not args.store:
+        print(f"rows are written to {store} as they finish: an interrupted run resumes with --store {store}",
+              file=sys.stderr)
+    total = len(dict.fromkeys(["", *(p.spec for p in pipelines)]))
+
+    def kept(record) -> None:  # each finished row is in the store already; the output file follows it
+        if args.out:
+            write_table(study.results().frame, args.out)
+        if args.no_progress:
+            print(f"done [{len(study.results())}/{total}] {record.status} {record.pipeline or 'baseline'}",
+                  file=sys.stderr, flush=True)
+
     try:
-        results = study.run(pipelines, progress=not args.no_progress)
+        results = study.run(pipelines, progress=not args.no_progress, on_record=kept)
+    except KeyboardInterrupt:
+        done = len(study.results())
+        print(f"interrupted: the {done} finished row(s) are kept in {store}"
+              + (f" and {args.out}" if args.out else "") + f"; run again with --store {store} to go on",
+              file=sys.stderr)
+        return 130
     finally:
         executor.close()
     print(results.table())
@@ -259,6 +291,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .report import render
 
     # parameters are checked here, before a kernel starts: a mistake is one line, not a broken report
+    if not args.timeout > 0:
+        from .errors import ParameterError
+
+        raise ParameterError("report", "--timeout", args.timeout, "a positive number of seconds per cell")
     parse_pipelines(args.recipes)
     _open(args, split=args.split)  # the model and its data: a file that does not load or fit fails here, in one line
     if args.batch_size < 1 or args.threads < 0:
@@ -282,7 +318,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
               "architecture": args.architecture, "trusted": args.trusted, "split": args.split,
               "batch_size": args.batch_size, "threads": args.threads, "min_time": args.min_time, "store": args.store,
               "max_drop": args.max_drop, "objective": args.objective, "search_budget": search_budget}
-    print(f"wrote {render(params, args.out)}")
+    print(f"wrote {render(params, args.out, timeout_s=args.timeout)}")
     if args.pdf:
         from .report import to_pdf
 

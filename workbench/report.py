@@ -48,9 +48,25 @@ def to_pdf(page: str | Path, pdf: str | Path, *, timeout_s: float = 180) -> Path
     return pdf
 
 
-def render(parameters: dict[str, Any], out: str | Path) -> Path:
-    """Execute the template with `parameters` and write HTML to `out`. Raises WorkbenchError after writing
-    the report when a cell failed (the report shows the failing cell and its error)."""
+def _stopped_cell(path: Path) -> str:
+    """Which cell (of the template's) was running when the kernel died or timed out."""
+    import nbformat
+
+    try:
+        notebook = nbformat.read(str(path), as_version=4)
+    except Exception:  # nothing was written before the kernel went
+        return "before the first cell finished"
+    code = [c for c in notebook.cells if c.cell_type == "code"
+            and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    started = [n for n, c in enumerate(code, 1) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    # papermill marks every cell complete on the way out: the one that stopped it is the last that started
+    return f"cell {started[-1]} of {len(code)}" if started else "before the first cell ran"
+
+
+def render(parameters: dict[str, Any], out: str | Path, *, timeout_s: float | None = 3600) -> Path:
+    """Execute the template with `parameters` and write HTML to `out` (atomically). Raises WorkbenchError after
+    writing the report when a cell failed, ran past `timeout_s`, or the kernel died (a crash, the OOM killer):
+    the report shows what ran and says which cell stopped it and why."""
     papermill = require("papermill", "report", "reports")
     nbconvert = require("nbconvert", "report", "reports")
     import nbformat
@@ -61,20 +77,32 @@ def render(parameters: dict[str, Any], out: str | Path) -> Path:
     failure = None
     with tempfile.TemporaryDirectory(prefix="wb-report-") as tmp:
         executed = Path(tmp) / "report.ipynb"
+        from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
         try:
             papermill.execute_notebook(str(TEMPLATE), str(executed), parameters=parameters, progress_bar=False,
-                                       cwd=str(Path.cwd()), kernel_name="python3")
+                                       cwd=str(Path.cwd()), kernel_name="python3", execution_timeout=timeout_s)
         except papermill.PapermillExecutionError as exc:
             failure = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-        notebook = nbformat.read(str(executed), as_version=4)
+        except DeadKernelError as exc:
+            failure = (f"{_stopped_cell(executed)}: the kernel died ({exc}) — a crash in native code or the "
+                       "machine running out of memory; try fewer recipes or a smaller batch")
+        except CellTimeoutError:
+            failure = (f"{_stopped_cell(executed)}: it ran past the report's timeout of {timeout_s:g} s per cell "
+                       "(--timeout)")
+        try:
+            notebook = nbformat.read(str(executed), as_version=4)
+        except (OSError, ValueError):
+            notebook = nbformat.v4.new_notebook()
     exporter = nbconvert.HTMLExporter(template_name="basic", exclude_input=True, exclude_input_prompt=True,
                                       exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(notebook)
     error = (f"<div class='wb-error'><b>This report is incomplete.</b> {html.escape(failure)}</div>"
              if failure else "")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(PAGE.format(title=html.escape(f"Efficiency report: {Path(str(parameters.get('model', ''))).name}"),
-                               error=error, body=body), encoding="utf-8")
+    from .files import atomic_write_text
+
+    atomic_write_text(out, PAGE.format(title=html.escape(f"Efficiency report: {Path(str(parameters.get('model', ''))).name}"),
+                               error=error, body=body))
     if failure:
         print(f"report written to {out}, but a cell failed: {failure}", file=sys.stderr)
         raise WorkbenchError(f"the report ran into an error in {failure}; {out} shows where")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import DataError
@@ -43,11 +43,13 @@ class Orchestrator:
         self._lock = threading.RLock()  # one measurement at a time: trials time the machine
 
     # -- the public verbs ------------------------------------------------------------------------
-    def run(self, pipelines: str | Iterable[Any], *, progress: bool = True, include_baseline: bool = True) -> Results:
+    def run(self, pipelines: str | Iterable[Any], *, progress: bool = True, include_baseline: bool = True,
+            on_record: Callable[[TrialRecord], None] | None = None) -> Results:
         """Measure each pipeline (parsed up front: a bad spec raises before anything runs).
 
         Trials already measured in this study, or found in its store, are not measured again; each new row
-        is written to the store as soon as it is measured.
+        is written to the store as soon as it is measured. `on_record` is told of each record as it becomes
+        known (measured or found), in order.
         """
         todo = parse_pipelines(pipelines, self.bench.registry)
         if include_baseline:
@@ -63,6 +65,8 @@ class Orchestrator:
                 if bar is not None:
                     bar.set_postfix_str(record.pipeline[:40])
                     bar.update()
+                if on_record is not None:
+                    on_record(record)
         finally:
             if bar is not None:
                 bar.close()
