@@ -161,10 +161,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     total = len(dict.fromkeys(["", *(p.spec for p in pipelines)]))
 
     def kept(record) -> None:  # each finished row is in the store already; the output file follows it
+        so_far = study.results()
         if args.out:
-            write_table(study.results().frame, args.out)
+            write_table(so_far.frame, args.out)
         if args.no_progress:
-            print(f"done [{len(study.results())}/{total}] {record.status} {record.pipeline or 'baseline'}",
+            print(f"done [{len(so_far)}/{total}] {record.status} {record.pipeline or 'baseline'}",
                   file=sys.stderr, flush=True)
 
     try:

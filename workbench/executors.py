@@ -242,9 +242,11 @@ class DaskExecutor(Executor):
     def __init__(self, address: str | None = None, n_workers: int | None = None,
                  threads_per_worker: int | None = None, timeout_s: float | None = 600.0,
                  memory_limit_bytes: int | None = -1):
+        from .measure import check_count
+
         for label, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ParameterError("dask executor", label, value, "a whole number >= 1 (or None: from the study)")
+            if value is not None:  # None: from the study's threads and the cores
+                check_count("dask executor", label, value)
         self.address, self.n_workers, self.threads_per_worker = address, n_workers, threads_per_worker
         self.memory_limit_bytes = memory_limit_bytes
         self.timeout_s = _check_timeout(timeout_s)

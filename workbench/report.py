@@ -70,6 +70,9 @@ def render(parameters: dict[str, Any], out: str | Path, *, timeout_s: float | No
     papermill = require("papermill", "report", "reports")
     nbconvert = require("nbconvert", "report", "reports")
     import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from .files import atomic_write_text
 
     if not TEMPLATE.is_file():
         raise WorkbenchError(f"the report template is not at {TEMPLATE}: reinstall efficiency-workbench[report]")
@@ -77,8 +80,6 @@ def render(parameters: dict[str, Any], out: str | Path, *, timeout_s: float | No
     failure = None
     with tempfile.TemporaryDirectory(prefix="wb-report-") as tmp:
         executed = Path(tmp) / "report.ipynb"
-        from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
         try:
             papermill.execute_notebook(str(TEMPLATE), str(executed), parameters=parameters, progress_bar=False,
                                        cwd=str(Path.cwd()), kernel_name="python3", execution_timeout=timeout_s)
@@ -99,10 +100,8 @@ def render(parameters: dict[str, Any], out: str | Path, *, timeout_s: float | No
     body, _ = exporter.from_notebook_node(notebook)
     error = (f"<div class='wb-error'><b>This report is incomplete.</b> {html.escape(failure)}</div>"
              if failure else "")
-    from .files import atomic_write_text
-
-    atomic_write_text(out, PAGE.format(title=html.escape(f"Efficiency report: {Path(str(parameters.get('model', ''))).name}"),
-                               error=error, body=body))
+    title = html.escape(f"Efficiency report: {Path(str(parameters.get('model', ''))).name}")
+    atomic_write_text(out, PAGE.format(title=title, error=error, body=body))
     if failure:
         print(f"report written to {out}, but a cell failed: {failure}", file=sys.stderr)
         raise WorkbenchError(f"the report ran into an error in {failure}; {out} shows where")

@@ -46,8 +46,6 @@ class ResultsStore:
                              "status TEXT NOT NULL, row TEXT NOT NULL, written_at TEXT NOT NULL)")
                 conn.execute("CREATE TABLE IF NOT EXISTS outputs (trial_id TEXT PRIMARY KEY, npy BLOB NOT NULL)")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except DataError:
-            raise
         except sqlite3.DatabaseError as exc:
             raise DataError(f"{str(self.path)!r} is not a workbench results store ({exc}); "
                             "give a new file name or an existing store") from None
