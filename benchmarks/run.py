@@ -15,12 +15,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workbench as wb  # noqa: E402
-from benchmarks import app, foundation, layers, minilm, overhead, panel, recipes, search, tf_suite  # noqa: E402
+from benchmarks import app, foundation, isolation, layers, minilm, overhead, panel, recipes, search, tf_suite  # noqa: E402
 from benchmarks.harness import format_table  # noqa: E402
 from workbench.profiling import TimingConfig  # noqa: E402
 
-SUITES = {"app": app.run, "foundation": foundation.run, "layers": layers.run, "minilm": minilm.run, "overhead": overhead.run, "panel": panel.run,
-          "recipes": recipes.run, "search": search.run, "tensorflow": tf_suite.run}
+SUITES = {"app": app.run, "foundation": foundation.run, "isolation": isolation.run, "layers": layers.run,
+          "minilm": minilm.run, "overhead": overhead.run, "panel": panel.run, "recipes": recipes.run,
+          "search": search.run, "tensorflow": tf_suite.run}
 
 
 def main(argv=None) -> int:

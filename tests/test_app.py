@@ -187,3 +187,71 @@ def test_every_zoo_model_reads_cleanly_for_a_stakeholder(app_url, browser):
         page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
     assert not outside
     page.close()
+
+
+@pytest.fixture(scope="module")
+def faulty_app_url(tmp_path_factory):
+    """`workbench app` on a model file whose float16 forward segfaults, bfloat16 forward hangs and int8 forward
+    allocates without bound (tests/faulty_net.py), with a 20 s trial timeout and a 3 GiB trial memory limit."""
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+
+    from workbench.app import free_port
+
+    folder = tmp_path_factory.mktemp("faulty")
+    shutil.copy(ROOT / "tests" / "faulty_net.py", folder / "faulty_net.py")
+    sys.path.insert(0, str(folder))
+    try:
+        from faulty_net import FaultyNet
+    finally:
+        sys.path.remove(str(folder))
+    torch.manual_seed(0)
+    torch.save(FaultyNet().state_dict(), folder / "faulty.pt")
+    x, y = load_digits(return_X_y=True)
+    np.savez(folder / "faulty.npz", x=(x / 16).astype(np.float32), y=y)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "app", "--port", str(port), "--model",
+                             str(folder / "faulty.pt"), "--data", str(folder / "faulty.npz"), "--architecture",
+                             f"{folder / 'faulty_net.py'}:FaultyNet", "--trial-timeout", "20", "--trial-memory", "3"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("Workbench dashboard: http://127.0.0.1:"), line
+    yield line.split(": ", 1)[1].strip(), proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_trials_that_segfault_hang_or_hog_are_failed_rows_and_the_page_lives_on(faulty_app_url, browser):
+    import psutil
+
+    url, server = faulty_app_url
+    page, outside, _ = _open(browser, url)
+    kernels = [p for p in psutil.Process(server.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+    assert len(kernels) == 1
+    causes = {"fp16": ("SIGSEGV",), "bf16": ("timed out after 20 s",),
+              "int8-dynamic": ("allocate memory", "MemoryError", "over the executor's limit")}
+    for precision, words in causes.items():
+        page.get_by_role("button", name=precision, exact=True).click()
+        page.wait_for_function(f"document.body.innerText.includes('measuring {precision}') || "
+                               f"document.body.innerText.includes('{precision}: ')", timeout=30_000)
+        page.wait_for_function(f"document.body.innerText.includes('{precision}: ')", timeout=120_000)
+        status = next(line for line in page.inner_text("body").splitlines() if line.startswith(f"{precision}: "))
+        assert any(w in status for w in words), status
+        # the page lives on: the session's kernel is the same, and the next choice is measured and shown
+        page.get_by_role("button", name="fp32", exact=True).click()
+        page.wait_for_function("document.body.innerText.includes('showing baseline')", timeout=60_000)
+        assert kernels[0].is_running(), f"the session's kernel died with the {precision} trial"
+    page.locator(".noUi-handle").first.focus()  # a good trial after the bad ones, in the restarted worker
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.body.innerText.includes('showing prune(0.5)')", timeout=120_000)
+    assert page.locator(STDERR).count() == 0
+    assert "this session" in page.inner_text("body") and "trial worker" in page.inner_text("body")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-failed-trials.png"), full_page=True)
+    assert not outside
+    page.close()

@@ -9,7 +9,7 @@ import pytest
 
 import workbench as wb
 from workbench.errors import WorkbenchError
-from workbench.executors import DaskExecutor, ProcessExecutor
+from workbench.executors import DaskExecutor, ProcessExecutor, WarmExecutor
 
 from . import faults  # noqa: F401  (registers the misbehaving recipes)
 from .conftest import FAST
@@ -79,15 +79,66 @@ study.run(["test-hang"], progress=False)
 """
 
 
+_WARM_ORPHAN_PARENT = """
+import threading
+import psutil
+import workbench as wb
+from tests import faults
+model, task = wb.zoo.load("digits-mlp")
+executor = wb.executors.WarmExecutor(timeout_s=600)
+study = wb.Study(model, task, timing=wb.TimingConfig(min_time_s=0.05, min_runs=5, warmup_runs=1),
+                 measure_memory=False, executor=executor)
+study.run([], progress=False)
+first = executor.pid
+thread = threading.Thread(target=lambda: study.trial("test-segfault"))  # restarts the worker from this thread
+thread.start()
+thread.join()
+import time; time.sleep(1.5)
+assert executor.pid not in (None, first) and psutil.pid_exists(executor.pid), "the restarted worker died with its thread"
+print("baseline measured", flush=True)
+study.run(["test-hang"], progress=False)
+"""
+
+
 @pytest.mark.slow
-def test_workers_die_with_their_parent():
+def test_a_warm_worker_runs_trial_after_trial_and_is_restarted_after_each_crash(cnn):
+    model, task = cnn
+    executor = WarmExecutor(timeout_s=20, memory_limit_bytes=3 * 2**30)
+    with wb.Study(model, task, timing=FAST, measure_memory=False, executor=executor) as study:
+        first = executor.pid
+        assert first is not None, "the worker starts with the study, before the first trial"
+        pids = {}
+        for spec in ["baseline", "prune(0.5)", "test-segfault", "fold-bn", "test-hang", "test-hog", "test-abort",
+                     "int8-dynamic", "test-stderr-exit"]:
+            row = study.trial(spec)
+            pids[spec] = (row["status"], row["error"], executor.pid)
+        inline = wb.Study(model, task, timing=FAST, measure_memory=False).trial("prune(0.5)")
+    assert executor.pid is None, "close() ends the worker"
+    assert pids["baseline"][2] == pids["prune(0.5)"][2] == first, "good trials share one worker"
+    assert "SIGSEGV" in pids["test-segfault"][1] and pids["test-segfault"][2] != first
+    assert pids["fold-bn"][0] == "ok" and pids["fold-bn"][2] == pids["test-segfault"][2]
+    assert "timed out after 20 s" in pids["test-hang"][1] and "restarted" in pids["test-hang"][1]
+    assert any(cause in pids["test-hog"][1] for cause in ("MemoryError", "over the executor's limit"))
+    assert "SIGABRT" in pids["test-abort"][1]
+    assert pids["int8-dynamic"][0] == "ok", pids["int8-dynamic"][1]
+    assert "libfoo.so.3" in pids["test-stderr-exit"][1] and "status 3" in pids["test-stderr-exit"][1]
+    assert executor.restarts >= 4
+    rows = study.results().frame.set_index("pipeline")
+    # the observed baseline reached the worker: deltas are relative to it, and the answer matches inline
+    assert rows.loc["prune(0.5)", "metric_delta"] == pytest.approx(inline["metric_delta"], abs=1e-9)
+    assert rows.loc["prune(0.5)", "metric"] == pytest.approx(inline["metric"], abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", [_ORPHAN_PARENT, _WARM_ORPHAN_PARENT], ids=["process", "warm"])
+def test_workers_die_with_their_parent(script):
     import subprocess
     import sys
 
     import psutil
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT], cwd=root, stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
     try:
         assert parent.stdout.readline().strip() == "baseline measured"
         deadline = time.monotonic() + 60
@@ -198,9 +249,10 @@ def test_dask_refuses_a_study_that_wants_more_cores_than_a_worker_has(cnn):
     (dict(memory_limit_bytes=2**50), "at most .* GiB, the memory this machine"),
     (dict(memory_limit_bytes=2.5e9), "a whole number of bytes"),
 ])
-def test_bad_executor_settings(kwargs, fragment):
+@pytest.mark.parametrize("executor", [ProcessExecutor, WarmExecutor])
+def test_bad_executor_settings(kwargs, fragment, executor):
     with pytest.raises(WorkbenchError, match=fragment):
-        ProcessExecutor(**kwargs)
+        executor(**kwargs)
 
 
 def test_unknown_executor_lists_the_known_ones(cnn):

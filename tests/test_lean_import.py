@@ -31,7 +31,7 @@ def test_public_api_is_pinned():
         "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SearchResult", "Space", "SpecError",
         "Study", "TimingConfig",
         "TrainingStudy", "Trial", "TrialRecord",
-        "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError",
+        "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WarmExecutor", "WeightStats", "WorkbenchError",
         "__version__", "charts", "device", "errors", "history", "load_data", "load_model", "measure_latency", "open_model", "pages", "parse_pipelines", "readable", "recipes", "recommend", "sources",
         "search", "tasks",
         "text", "wrap", "zoo",

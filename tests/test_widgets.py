@@ -291,3 +291,20 @@ def test_the_panel_shows_the_find_control_and_its_answer(panel_study):
     panel.refresh()
     assert panel.find_status.value.startswith("<p>Searched") and not panel.find_button.disabled
     assert "<svg" in panel.find_chart.value or "vega" in panel.find_chart.value
+
+
+def test_the_device_panel_reports_the_memory_of_this_session_and_its_trial_worker(cnn):
+    from workbench.widgets import DevicePanel
+
+    def gib(label: str, text: str) -> float:
+        return float(re.search(label + r" ([0-9.]+) GiB", text).group(1))
+
+    device = DevicePanel(refresh_s=0.2)
+    model, task = cnn
+    with wb.Study(model, task, timing=FAST, measure_memory=False, executor=wb.WarmExecutor()) as study:
+        study.trial("baseline")  # the worker has imported torch and holds the model
+        time.sleep(0.6)
+        text = device.memory.value
+        assert gib("trial worker", text) > 0.05, text
+        assert gib("kernel", text) > 0.05 and "usable" in text
+    device.close()

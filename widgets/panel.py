@@ -254,10 +254,19 @@ def _close_tree(widget: W.Widget) -> None:
     widget.close()
 
 
-class DevicePanel(W.VBox):
-    """The device profile at a glance: what is accelerated here and the measured peaks."""
+def _session_memory_html() -> str:
+    m = wb.profiling.session_memory()
+    gib = lambda n: f"{n / 2**30:.2f} GiB"  # noqa: E731
+    return (f"<table class='wb-device'><tr><td><b>this session</b></td><td>{gib(m['process_bytes'] + m['workers_bytes'])}"
+            f" (kernel {gib(m['process_bytes'])}, trial worker {gib(m['workers_bytes'])})</td></tr><tr><td><b>machine"
+            f"</b></td><td>{gib(m['machine_used_bytes'])} in use of {gib(m['usable_bytes'])} usable</td></tr></table>")
 
-    def __init__(self, profile: wb.DeviceProfile | None = None):
+
+class DevicePanel(W.VBox):
+    """The device profile at a glance: what is accelerated here and the measured peaks, and the memory this session
+    (its kernel and trial worker) holds, refreshed every `refresh_s` seconds while the panel is open."""
+
+    def __init__(self, profile: wb.DeviceProfile | None = None, refresh_s: float = 5.0):
         profile = profile or wb.device()
         rows = [("CPU", f"{profile.cpu_model} ({profile.cores_available} cores, {profile.arch})"),
                 ("memory", f"{profile.memory_bytes / 2**30:.1f} GiB"),
@@ -273,7 +282,22 @@ class DevicePanel(W.VBox):
                   if why else "not accelerated here") for p, why in profile.accelerated.items()]
         table = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         self.table = W.HTML(f"<table class='wb-device'>{table}</table>")
-        super().__init__([W.HTML("<h3>This machine</h3>"), self.table])
+        self.memory = W.HTML(_session_memory_html())
+        self._closed = threading.Event()
+        super().__init__([W.HTML("<h3>This machine</h3>"), self.table, self.memory])
+        if refresh_s > 0:
+            threading.Thread(target=self._refresh_memory, args=(refresh_s,), name="device-memory", daemon=True).start()
+
+    def _refresh_memory(self, every_s: float) -> None:
+        while not self._closed.wait(every_s):
+            try:
+                self.memory.value = _session_memory_html()
+            except Exception:  # a closing kernel: the next page has its own panel
+                return
+
+    def close(self) -> None:
+        self._closed.set()
+        super().close()
 
 
 class TrainingPanel(W.VBox):

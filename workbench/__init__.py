@@ -22,7 +22,7 @@ from .errors import (
     UnsupportedError,
     WorkbenchError,
 )
-from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor
+from .executors import DaskExecutor, Executor, InlineExecutor, ProcessExecutor, WarmExecutor
 from .history import history
 from .loading import load_model
 from .model import ModelHandle, WeightStats, wrap
@@ -43,9 +43,8 @@ __all__ = [
     "COLUMNS", "DaskExecutor", "DataError", "DeviceProfile", "Executor", "IncompatibleRecipesError",
     "InlineExecutor", "LatencyStats", "MissingDependencyError", "ModelError", "ModelHandle", "ParameterError",
     "Pipeline", "ProcessExecutor", "Recipe", "Results", "ResultsStore", "SearchResult", "Space", "SpecError", "Study",
-    "TimingConfig",
-    "TrainingStudy", "Trial", "TrialRecord",
-    "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WeightStats", "WorkbenchError", "__version__",
+    "TimingConfig", "TrainingStudy", "Trial", "TrialRecord", "UnknownNameError", "UnsafeModelError",
+    "UnsupportedError", "WarmExecutor", "WeightStats", "WorkbenchError", "__version__",
     "charts", "device", "errors", "history", "load_data", "load_model", "measure_latency", "open_model", "pages", "parse_pipelines", "readable", "recipes", "recommend", "sources",
     "search", "tasks",
     "text", "wrap", "zoo",

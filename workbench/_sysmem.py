@@ -56,3 +56,20 @@ def usable_memory_bytes() -> int:
     total = int(psutil.virtual_memory().total)
     limit = cgroup_memory_limit()
     return min(total, limit) if limit else total
+
+
+def session_memory() -> dict[str, int]:
+    """Resident memory of this process (a notebook's or the dashboard's kernel) and of the processes it started
+    (a warm trial worker, and whatever that started), beside the machine's memory in use and what may be used."""
+    import psutil
+
+    me = psutil.Process()
+    workers = 0
+    for child in me.children(recursive=True):
+        try:
+            workers += child.memory_info().rss
+        except psutil.Error:
+            pass
+    vm = psutil.virtual_memory()
+    return {"process_bytes": me.memory_info().rss, "workers_bytes": workers,
+            "machine_used_bytes": vm.total - vm.available, "usable_bytes": usable_memory_bytes()}

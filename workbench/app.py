@@ -54,10 +54,14 @@ def _check_port(host: str, port: int) -> None:
 
 def serve(port: int = 8866, model: str = "digits-cnn", *, data: str | None = None, task: str | None = None,
           architecture: str | None = None, trusted: bool = False, models_dir: str | None = None,
-          host: str = "127.0.0.1", token: str | None = None, idle_timeout: int = 300, max_sessions: int = 8) -> int:
+          host: str = "127.0.0.1", token: str | None = None, idle_timeout: int = 300, max_sessions: int = 8,
+          trial_timeout: float = 300, trial_memory_gb: float | None = None) -> int:
     """Serve the dashboard until interrupted. `idle_timeout`: seconds after its page goes away (or a client that
     never opened one) that a session's kernel is shut down (0: never); `max_sessions`: kernels at once (0: no cap),
-    a page beyond it is told the server is busy (HTTP 503)."""
+    a page beyond it is told the server is busy (HTTP 503). Each session runs its trials in a warm worker process
+    (`WarmExecutor`): `trial_timeout` seconds and `trial_memory_gb` GiB (default 80% of what the machine allows)
+    per trial, past which the trial is killed and shown as a failed row."""
+    from .executors import WarmExecutor
     require("voila", "app", "the dashboard")
     if not DASHBOARD.is_file():
         raise WorkbenchError(f"the dashboard notebook is not at {DASHBOARD}: reinstall efficiency-workbench[app]")
@@ -65,6 +69,8 @@ def serve(port: int = 8866, model: str = "digits-cnn", *, data: str | None = Non
         raise WorkbenchError(f"--port must be between 0 and 65535, got {port}")
     if idle_timeout < 0 or max_sessions < 0:
         raise WorkbenchError(f"--idle-timeout and --max-sessions must be 0 or more, got {idle_timeout} and {max_sessions}")
+    memory = -1 if trial_memory_gb is None else int(trial_memory_gb * 2**30)
+    WarmExecutor(timeout_s=trial_timeout, memory_limit_bytes=memory)  # bad limits are told here, not on every page
     if models_dir is not None and not Path(models_dir).is_dir():
         raise WorkbenchError(f"--models {models_dir!r} is not a folder")
     if token is not None and len(token) < 8:
@@ -82,7 +88,8 @@ def serve(port: int = 8866, model: str = "digits-cnn", *, data: str | None = Non
     prewarm(model, store, **source)
     jupyter_path = os.pathsep.join(p for p in (str(TEMPLATES), os.environ.get("JUPYTER_PATH", "")) if p)
     env = {**os.environ, "WORKBENCH_MODEL": model, "WORKBENCH_APP_STORE": str(store), "JUPYTER_PATH": jupyter_path,
-           "WORKBENCH_SOURCE": json.dumps(source), "WORKBENCH_MODELS_DIR": models_dir or ""}
+           "WORKBENCH_SOURCE": json.dumps(source), "WORKBENCH_MODELS_DIR": models_dir or "",
+           "WORKBENCH_TRIAL_TIMEOUT": str(trial_timeout), "WORKBENCH_TRIAL_MEMORY": str(memory)}
     if architecture:  # module:Class is imported by the dashboard's kernel, from where the app was started
         env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "workbench._voila_server", str(DASHBOARD), f"--port={port}", "--no-browser",

@@ -111,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="seconds after its page goes away that a session's kernel is shut down (0: never)")
     app.add_argument("--max-sessions", type=int, default=8,
                      help="sessions (kernels) at once; a page beyond is told to try again (0: no cap)")
+    app.add_argument("--trial-timeout", type=float, default=300,
+                     help="seconds a dashboard trial may run before it is killed and shown as a failed row")
+    app.add_argument("--trial-memory", type=float, default=None, metavar="GB",
+                     help="memory a session's trial worker may use before its trial is killed (GiB; default 80%% of "
+                          "what this machine or its container allows)")
     _model_args(app)
     app.add_argument("--models", default=None,
                      help="a folder of model files to offer beside the zoo (each with a data file of the same name: "
@@ -345,7 +350,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     data, kind = _data_args(args)
     return serve(port=args.port, model=_absolute(args.model), data=_absolute(data), task=kind,
                  architecture=args.architecture, trusted=args.trusted, models_dir=_absolute(args.models),
-                 host=args.host, token=args.token, idle_timeout=args.idle_timeout, max_sessions=args.max_sessions)
+                 host=args.host, token=args.token, idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
+                 trial_timeout=args.trial_timeout, trial_memory_gb=args.trial_memory)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -4,6 +4,9 @@
     process   each trial in a fresh worker process (spawn) with a timeout and a memory limit: a segfault,
               an abort, a hang or a runaway allocation becomes a failed row and the study (and the notebook
               kernel) goes on
+    warm      the same isolation from one long-lived worker per study, its frameworks imported and the model
+              unpickled before the first trial and kept between trials; restarted after a trial that crashed,
+              hung or ran out of memory (what the dashboard runs its trials on)
     dask      trials on a Dask cluster: a local cluster of worker processes by default, or a scheduler
               address; each trial asks for `threads` cores of a worker, so timed trials never share cores
 
@@ -17,7 +20,9 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +43,9 @@ class Executor:
 
     def run(self, trials: Sequence[Trial]) -> Iterator[TrialRecord]:
         raise NotImplementedError
+
+    def prepare(self, bench: Any) -> None:
+        """Told of the study's bench when the study is made: a chance to start workers ahead of the first trial."""
 
     def close(self) -> None:
         """Release workers or clusters the executor started."""
@@ -82,12 +90,12 @@ def _death(exitcode: int) -> str:
     return f"the worker process exited with status {exitcode} before writing its result"
 
 
-def _stderr_tail(path: str, lines: int = 12, chars: int = 1500) -> str:
-    """The last lines a worker wrote to stderr, for a failed row ('' when it wrote nothing)."""
+def _stderr_tail(path: str, lines: int = 12, chars: int = 1500, since: int = 0) -> str:
+    """The last lines a worker wrote to stderr (after byte `since`), for a failed row ('' when it wrote nothing)."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
+            fh.seek(max(since, fh.tell() - 64 * 1024))
             text = fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -226,6 +234,146 @@ class ProcessExecutor(Executor):
             return trial.failed((stopped or _death(proc.returncode)) + _stderr_tail(stderr_path), started)
 
 
+#: what a warm worker imports before its first trial, by the framework of the study's model (torch._dynamo: the
+#: FLOP counter's first use imports it, 1.4 s on a 2-core machine)
+PRELOAD = {"torch": ("torch", "torch._dynamo", "torch.utils.flop_counter", "workbench.backends.torch"), "keras": ("tensorflow", "workbench.backends.keras"),
+           "onnx": ("onnxruntime", "workbench.backends.onnx"), "tflite": ("tensorflow",)}
+
+
+class WarmExecutor(ProcessExecutor):
+    """Trials in one long-lived worker process: the isolation of the process executor (a crash, a hang or a
+    runaway allocation is a failed row; the timeout and memory limit are its), without paying for a fresh
+    interpreter, the framework imports and the model's transfer on every trial.
+
+    The worker starts when the study is made (`prepare`) and imports the model's framework at once; the bench
+    (model, task, the built handles of earlier trials) is sent once and kept. A worker that crashed, hung or
+    went over the memory limit is killed with its process group and a fresh one started at once for the next
+    trial. It ends with the study (`close`), or when its parent process dies.
+    """
+
+    name = "warm"
+
+    def __init__(self, timeout_s: float | None = 600.0, memory_limit_bytes: int | None = -1):
+        super().__init__(timeout_s, memory_limit_bytes)
+        self._proc = None
+        self._conn = None
+        self._stderr_path: str | None = None
+        self._tmp = None
+        self._sent: set[str] = set()    # keys of the benches the live worker holds
+        self._modules: tuple[str, ...] = ("workbench.measure",)
+        self._cuda = False
+        self._lock = threading.Lock()
+        self.restarts = 0               # workers started after the first (for the panel and tests)
+
+    @property
+    def pid(self) -> int | None:
+        """The live worker's process id (None before the first start or after close)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def prepare(self, bench: Any) -> None:
+        framework = getattr(bench.baseline, "framework", "")
+        self._modules = tuple(dict.fromkeys(("workbench.measure", *PRELOAD.get(framework, ()))))
+        self._cuda = str(bench.settings().get("target", "cpu")).startswith("cuda")
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        """A fresh worker (the caller holds the lock). Its imports run while the caller goes on."""
+        import socket
+        import subprocess
+        from multiprocessing.connection import Connection
+
+        self._stop()
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="wb-warm-")
+        self._stderr_path = os.path.join(self._tmp.name, f"stderr-{self.restarts}.txt")
+        ours, theirs = socket.socketpair()
+        limit = 0 if self.memory_limit_bytes is None or self._cuda else self.memory_limit_bytes
+        command = [sys.executable, "-m", "workbench._worker", "--warm", str(theirs.fileno()), str(os.getpid()),
+                   str(limit), ",".join(self._modules)]
+        with open(self._stderr_path, "wb") as stderr:
+            self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr, env=_worker_env(),
+                                          start_new_session=True, pass_fds=(theirs.fileno(),))
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        self._sent = set()
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            _kill_group(self._proc.pid)
+            self._proc.wait()
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+        self._sent = set()
+
+    def _receive(self, started: float) -> tuple[Any, str | None]:
+        """(the worker's answer, None), or (None, why it was stopped or died)."""
+        import pickle
+
+        deadline = None if self.timeout_s is None else started + self.timeout_s
+        while True:
+            try:
+                if self._conn.poll(self.poll_s):
+                    answer = pickle.loads(self._conn.recv_bytes())
+                    if isinstance(answer, tuple) and answer[0] == "ready":
+                        continue
+                    return answer, None
+            except (EOFError, OSError):  # the worker died: its exit status says how
+                self._proc.wait()
+                return None, _death(self._proc.returncode)
+            if self._proc.poll() is not None and not self._conn.poll(0):
+                return None, _death(self._proc.returncode)
+            if deadline is not None and time.perf_counter() > deadline:
+                return None, (f"timed out after {self.timeout_s:g} s: the trial was killed and its worker "
+                              "restarted (raise the executor's timeout_s for slow recipes)")
+            if self.memory_limit_bytes is not None:
+                used = _resident_bytes(self._proc.pid)
+                if used > self.memory_limit_bytes:
+                    return None, (f"used {_gib(used)} of memory, over the executor's limit of "
+                                  f"{_gib(self.memory_limit_bytes)}: the trial was killed and its worker restarted "
+                                  "(raise memory_limit_bytes, or use a smaller batch)")
+
+    def run_one(self, trial: Trial) -> TrialRecord:
+        import cloudpickle
+
+        started = time.perf_counter()
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            bench = trial.bench
+            key = bench.__dict__.setdefault("_warm_key", uuid.uuid4().hex)
+            state = {name: getattr(bench, name, None) for name in bench.observed}
+            try:
+                message = cloudpickle.dumps((key, None if key in self._sent else bench, state, trial.pipeline,
+                                             trial.trial_id))
+            except Exception as exc:  # something in the model or task that cannot travel to a worker
+                return trial.failed(f"cannot send the trial to a worker process ({type(exc).__name__}: {exc}); "
+                                    "run it inline", started)
+            stderr_from = os.path.getsize(self._stderr_path) if os.path.exists(self._stderr_path) else 0
+            try:
+                self._conn.send_bytes(message)
+                self._sent.add(key)
+            except OSError:
+                pass  # the worker died before it could read: _receive says how
+            answer, stopped = self._receive(started)
+            if stopped is None and isinstance(answer, tuple):
+                stopped = f"the worker could not run the trial ({answer[1]})"
+            if stopped is None:
+                return answer
+            stderr = _stderr_tail(self._stderr_path, since=stderr_from)
+            self.restarts += 1
+            self._start()  # the next trial finds a worker already importing its frameworks
+            return trial.failed(stopped + stderr, started)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
+
 class DaskExecutor(Executor):
     """Trials on Dask: a local cluster (loopback, TLS) or the scheduler at `address`.
 
@@ -356,6 +504,7 @@ class DaskExecutor(Executor):
 
 EXECUTORS.register("inline", InlineExecutor)
 EXECUTORS.register("process", ProcessExecutor)
+EXECUTORS.register("warm", WarmExecutor)
 EXECUTORS.register("dask", DaskExecutor)
 
 

@@ -114,8 +114,12 @@ def build_architecture(spec: str) -> Any:
                 raise ModelError(f"--architecture {spec!r}: no file {module_name!r}")
             loader_spec = importlib.util.spec_from_file_location(file.stem, file)
             module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[file.stem] = module  # its classes pickle by name (process executor)
+            sys.modules[file.stem] = module
             loader_spec.loader.exec_module(module)
+            import cloudpickle
+
+            # a worker process cannot import a file by its path: its classes travel by value
+            cloudpickle.register_pickle_by_value(module)
         else:
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())

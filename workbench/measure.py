@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import ModelError, ParameterError, UnsupportedError, WorkbenchError
 from .model import ModelHandle, wrap
-from .profiling.device import DeviceProfile
+from .profiling.device import DeviceProfile, available_cores
 from .profiling.timing import TimingConfig, measure_latency
 from .recipes import RECIPES, ApplyContext, Pipeline
 from .registry import Registry
@@ -71,6 +71,7 @@ class InferenceBench(Bench):
     settings. User mistakes raise here, at once; failures inside a trial become its record."""
 
     phase = "infer"
+    observed = ("baseline_metric",)
 
     def __init__(self, model: Any, task: Task, device: DeviceProfile, settings: Settings, example_input: Any = None):
         self.task, self.device, self.config = task, device, settings
@@ -226,10 +227,17 @@ class InferenceBench(Bench):
 
         def timed():
             with handle.session(self.threads):
-                return measure_latency(handle.runner(batch), self.config.timing, sync=handle.synchronize)
+                return measure_latency(handle.runner(batch), self.config.timing, sync=handle.synchronize,
+                                       threads=self.threads)
 
         stats = self._stage("latency", timed)
         row.update(stats.as_row())
+        if stats.contended:
+            notes.append(f"timed while other processes kept {stats.load_others:.2f} core(s) busy, more than the "
+                         f"{max(0, available_cores() - self.threads)} this trial left idle: the latency may be "
+                         "inflated (measure again on a quieter machine)")
+        if stats.lock_wait_ms > 1000:
+            notes.append(f"waited {stats.lock_wait_ms / 1e3:.1f} s for another process's timing to end first")
         row["throughput"] = self.config.batch_size / (stats.p50 / 1000)
         row["latency_samples_ms"] = json.dumps(stats.thinned())
 

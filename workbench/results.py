@@ -16,12 +16,14 @@ COLUMNS = (
     "trial_id", "pipeline", "framework", "runtime", "precision", "sparsity", "fused", "status", "error",
     "metric_name", "metric", "metric_delta", "fidelity", "fidelity_cosine", "fidelity_cosine_min",
     "fidelity_max_abs", "latency_ms_p50", "latency_ms_iqr", "latency_ms_p90", "latency_ms_p99", "latency_n",
-    "noisy", "first_call_ms", "throughput", "batch_size", "threads", "size_bytes", "size_gzip_bytes", "params",
+    "noisy", "first_call_ms", "load_others", "contended", "lock_wait_ms", "throughput", "batch_size", "threads", "size_bytes", "size_gzip_bytes", "params",
     "nonzero_params", "flops", "gflops_achieved", "pct_of_peak", "peak_mem_bytes", "engine", "isa", "device",
     "device_fingerprint", "versions", "notes", "latency_samples_ms", "is_baseline", "pareto", "created_at",
     "duration_s", "model", "model_id", "task",
 )
 STATUSES = ("ok", "failed", "unsupported")
+#: columns added after tables were first saved: a table without them loads, with them empty
+LATER_COLUMNS = ("load_others", "contended", "lock_wait_ms")
 
 #: what the table printed by `workbench run` and `Results.table()` shows
 SUMMARY_COLUMNS = ("pipeline", "status", "precision", "sparsity", "metric", "metric_delta", "fidelity",
@@ -56,6 +58,7 @@ class Results:
     """A study's results: `.frame` (one row per trial, the baseline first) and the Pareto front."""
 
     def __init__(self, frame: pd.DataFrame):
+        frame = frame.assign(**{c: None for c in LATER_COLUMNS if c not in frame.columns})
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise DataError(f"not a workbench results table: missing columns {', '.join(missing[:5])}")

@@ -39,6 +39,7 @@ class Orchestrator:
         self.bench = bench
         self.store = store if isinstance(store, ResultsStore) or store is None else ResultsStore(store)
         self.executor = as_executor(executor)
+        self.executor.prepare(bench)
         self._records: dict[str, TrialRecord] = {}  # canonical spec → record, for this study's lifetime
         self._lock = threading.RLock()  # one measurement at a time: trials time the machine
 
@@ -179,7 +180,7 @@ class Study(Orchestrator):
     threads:        intra-op threads for every measurement (default: the cores available)
     timing:         a TimingConfig (minimum time and count, warm-up)
     store:          a SQLite results store (path or ResultsStore): finished trials are kept and skipped on re-runs
-    executor:       inline | process | dask, or an Executor
+    executor:       inline | process | warm | dask, or an Executor
     """
 
     def __init__(self, model: Any, task: Task, *, example_input: Any = None, batch_size: int = 32,

@@ -49,6 +49,7 @@ class TrainingBench(Bench):
 
     phase = "train"
     columns = COLUMNS + TRAIN_COLUMNS
+    observed = ("baseline_metric", "reference")
 
     def __init__(self, model: Any, task: Task, profile: DeviceProfile, config: Any, threads: int):
         self.task, self.device, self.config, self.threads = task, profile, config, threads

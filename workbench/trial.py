@@ -107,6 +107,8 @@ class Bench(abc.ABC):
     task: Any = None            # the Task
     device: Any = None          # the DeviceProfile
     threads: int = 1
+    #: what `observe` sets: a worker that keeps its own copy of the bench between trials is sent these
+    observed: tuple[str, ...] = ()
 
     @property
     @abc.abstractmethod

@@ -3,14 +3,23 @@
 Every inference runner is timed the same way, whatever its framework: `measure_latency(fn)` calls `fn()`
 once (the first call, which includes lazy initialisation and compilation, reported apart), warms up,
 then times single calls until both `min_runs` and `min_time_s` are reached.
+
+Timed regions never overlap on one machine: each holds a machine-wide file lock (`measurement_lock`), so two
+dashboard sessions, a notebook and a `workbench run` take turns instead of timing each other. The load that
+other processes put on the cores meanwhile is measured (`load_others`, in cores) and a row is flagged
+`contended` when it was more than the cores the trial left idle could absorb.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -18,6 +27,10 @@ from ..errors import ParameterError
 
 #: IQR / median above this marks a measurement as noisy
 NOISY_SPREAD = 0.10
+#: cores of other processes' work, beyond the cores a trial leaves idle, that flag a timing as contended
+CONTENDED_CORES = 0.25
+#: how long a timed region waits for another's to end before it times anyway (and says so)
+LOCK_WAIT_S = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +71,9 @@ class LatencyStats:
 
     samples_ms: tuple[float, ...]
     first_call_ms: float
+    load_others: float | None = None    # cores busy with other processes' work while timing (None: not measured)
+    contended: bool | None = None       # whether that load reached the cores this timing used
+    lock_wait_ms: float = 0.0           # waited for another process's timed region to end
 
     @property
     def n(self) -> int:
@@ -95,7 +111,8 @@ class LatencyStats:
         return {
             "latency_ms_p50": self.p50, "latency_ms_iqr": self.iqr, "latency_ms_p90": self.p90,
             "latency_ms_p99": self.p99, "latency_n": self.n, "noisy": self.noisy,
-            "first_call_ms": self.first_call_ms,
+            "first_call_ms": self.first_call_ms, "load_others": self.load_others, "contended": self.contended,
+            "lock_wait_ms": self.lock_wait_ms,
         }
 
     def thinned(self, k: int = 200) -> list[float]:
@@ -107,11 +124,105 @@ class LatencyStats:
         return [round(float(v), 6) for v in s[idx]]
 
 
+_LOCKS = threading.local()
+
+
+def lock_path() -> str:
+    """The machine-wide lock file ($WORKBENCH_MEASURE_LOCK, or one in the system's temporary folder, shared by
+    every user)."""
+    return os.environ.get("WORKBENCH_MEASURE_LOCK") or os.path.join(tempfile.gettempdir(), "workbench-measure.lock")
+
+
+@contextlib.contextmanager
+def measurement_lock(timeout_s: float = LOCK_WAIT_S) -> Iterator[dict]:
+    """Hold the machine-wide measurement lock (re-entrant in a thread). Yields what happened: `waited_s`, and
+    `held` False when the lock could not be had (a lock file that cannot be opened, or `timeout_s` passed);
+    $WORKBENCH_MEASURE_LOCK=off times without it."""
+    path = lock_path()
+    if path == "off":
+        yield {"waited_s": 0.0, "held": False}
+        return
+    depth = getattr(_LOCKS, "depth", 0)
+    if depth:  # an outer timed region of this thread holds it
+        _LOCKS.depth = depth + 1
+        try:
+            yield {"waited_s": 0.0, "held": True}
+        finally:
+            _LOCKS.depth -= 1
+        return
+    import filelock
+
+    lock = filelock.FileLock(path, mode=0o666, thread_local=False)
+    started = time.perf_counter()
+    try:
+        lock.acquire(timeout=timeout_s)
+    except filelock.Timeout:  # another process has been timing all along: this timing is contended
+        yield {"waited_s": time.perf_counter() - started, "held": False, "timed_out": True}
+        return
+    except OSError:  # a lock file that cannot be made (a read-only temporary folder): time without it
+        yield {"waited_s": 0.0, "held": False}
+        return
+    _LOCKS.depth = 1
+    try:
+        yield {"waited_s": time.perf_counter() - started, "held": True}
+    finally:
+        _LOCKS.depth = 0
+        lock.release()
+
+
+def _busy_cores_seconds() -> float | None:
+    import psutil
+
+    try:
+        t = psutil.cpu_times()
+    except Exception:  # no /proc/stat (some sandboxes)
+        return None
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _threads_in_use() -> int:
+    """torch's intra-op threads where torch is loaded, else every core (the cautious guess)."""
+    import sys
+
+    from .device import available_cores
+
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else available_cores()
+
+
+def load_of_others(busy: float | None, own: float, wall_s: float, threads: int) -> tuple[float | None, bool | None]:
+    """(cores of other processes' work during `wall_s`, whether it contended with a timing that used `threads`)."""
+    from .device import available_cores
+
+    if busy is None or wall_s <= 0:
+        return None, None
+    others = max(0.0, (busy - own) / wall_s)
+    idle = max(0, available_cores() - threads)
+    return round(others, 3), others > idle + CONTENDED_CORES
+
+
 def measure_latency(fn: Callable[[], object], config: TimingConfig | None = None,
-                    sync: Callable[[], None] | None = None) -> LatencyStats:
-    """Time `fn()`; `sync` (e.g. torch.cuda.synchronize) runs after each call so the device work counts."""
-    config = config or TimingConfig()
-    sync = sync or (lambda: None)
+                    sync: Callable[[], None] | None = None, threads: int | None = None) -> LatencyStats:
+    """Time `fn()`; `sync` (e.g. torch.cuda.synchronize) runs after each call so the device work counts. The timed
+    calls hold the machine-wide measurement lock; `threads` (default: torch's) is what contention is judged by."""
+    with measurement_lock() as lock:
+        busy0, own0, wall0 = _busy_cores_seconds(), _own_cpu_seconds(), time.perf_counter()
+        stats = _measure(fn, config or TimingConfig(), sync or (lambda: None))
+        busy1, own1, wall = _busy_cores_seconds(), _own_cpu_seconds(), time.perf_counter() - wall0
+    others, contended = load_of_others(None if busy0 is None or busy1 is None else busy1 - busy0, own1 - own0, wall,
+                                       threads or _threads_in_use())
+    if lock.get("timed_out"):
+        contended = True
+    return dataclasses.replace(stats, load_others=others, contended=contended,
+                               lock_wait_ms=round(lock["waited_s"] * 1e3, 3))
+
+
+def _measure(fn: Callable[[], object], config: TimingConfig, sync: Callable[[], None]) -> LatencyStats:
     clock = time.perf_counter_ns
 
     t = clock()
