@@ -89,6 +89,48 @@ def _damaged_store(tmp_path):
     return path
 
 
+class _DictForward(nn.Module):
+    """A forward that returns a dict with no tensor the workbench can compare (no logits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return {"scores": self.fc(x.flatten(1))}
+
+
+def _parquet_without_pyarrow(study, monkeypatch_path):
+    results = study.run(["fold-bn"], progress=False)
+    saved = sys.modules.get("pyarrow")
+    sys.modules["pyarrow"] = None  # an environment that lost pyarrow
+    try:
+        results.save(monkeypatch_path / "r.parquet")
+    finally:
+        sys.modules["pyarrow"] = saved
+
+
+def _locked_store(p):
+    """A store another writer holds an exclusive transaction on, opened with a 0.5 s wait."""
+    import sqlite3
+
+    path = p / "locked.db"
+    wb.ResultsStore(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        wb.ResultsStore(path, timeout_s=0.5).put({"trial_id": "x", "pipeline": "fold-bn", "status": "ok"})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def _checkpoint_without_weights(p):
+    path = p / "ckpt.pt"
+    torch.save({"epoch": 3, "optimizer": {"lr": torch.tensor(0.1)}, "note": "no weights"}, path)
+    return wb.load_model(path, architecture=nn.Linear(2, 2))
+
+
 CASES = {
     # -- pipeline specs ----------------------------------------------------------------------------
     "unknown recipe": (lambda s, t: wb.Pipeline.parse("int4-magic"), UnknownNameError, "known recipes"),
@@ -175,6 +217,48 @@ CASES = {
     "model file of unknown type": (lambda s, t, p: (p / "m.onnx2").write_bytes(b"x") and wb.load_model(
         p / "m.onnx2"), DataError, "unsupported model file type"),
     "missing model file": (lambda s, t, p: wb.load_model(p / "nope.pt"), DataError, "no model file"),
+    "checkpoint without weights": (lambda s, t, p: _checkpoint_without_weights(p), DataError,
+                                   "no model weights under any of state_dict"),
+    "results in a read-only folder": (lambda s, t, p: s.run(["fold-bn"], progress=False).save(
+        "/sys/workbench-results/r.csv"), WorkbenchError, "cannot write results"),
+    "parquet without pyarrow": (lambda s, t, p: _parquet_without_pyarrow(s, p), wb.errors.MissingDependencyError,
+                                "pip install pyarrow"),
+    "store locked past its timeout": (lambda s, t, p: _locked_store(p), WorkbenchError,
+                                      "stayed locked by another writer for 0.5 s"),
+    "row value JSON cannot encode": (lambda s, t, p: wb.ResultsStore(p / "j.db").put(
+        {"trial_id": "a", "pipeline": "fold-bn", "status": "ok", "engine": object()}), DataError,
+        "column 'engine' holds a value a results row cannot store"),
+    "store wait as a negative number": (lambda s, t, p: wb.ResultsStore(p / "n.db", timeout_s=-1), ParameterError,
+                                        "ResultsStore"),
+    # -- sizes and machines ------------------------------------------------------------------------------
+    "a batch that cannot fit in memory": (lambda s, t: wb.Study(t[0], t[1], batch_size=10**10), ParameterError,
+                                          "fit in memory"),
+    "threads beyond the machine's cores": (lambda s, t: wb.Study(t[0], t[1], threads=10**6), ParameterError,
+                                           "logical cores of this machine"),
+    "warm executor with no time": (lambda s, t: wb.WarmExecutor(timeout_s=0), ParameterError, "positive number"),
+    "warm executor memory above the machine's": (lambda s, t: wb.WarmExecutor(memory_limit_bytes=2**52),
+                                                 ParameterError, "the memory this machine"),
+    "a forward returning a dict without logits": (lambda s, t: wb.Study(_DictForward(), t[1]), ModelError,
+                                                  "returned dict"),
+    # -- text that only looks right ----------------------------------------------------------------------
+    "a look-alike plus sign": (lambda s, t: wb.Pipeline.parse("prune(0.5) \uff0b fold-bn"), SpecError,
+                               "FULLWIDTH PLUS SIGN (U+FF0B). it looks like '+'"),
+    "a Cyrillic letter in a recipe name": (lambda s, t: wb.Pipeline.parse("int8-dyn\u0430mic"), SpecError,
+                                           "CYRILLIC SMALL LETTER A"),
+    "a non-breaking hyphen": (lambda s, t: wb.Pipeline.parse("fold\u2011bn"), SpecError, "NON-BREAKING HYPHEN"),
+    "a no-break space": (lambda s, t: wb.Pipeline.parse("fold-bn\u00a0+ prune(0.5)"), SpecError,
+                         "NO-BREAK SPACE"),
+    "a NUL byte in a spec": (lambda s, t: wb.Pipeline.parse("fold-bn\x00"), SpecError, "a NUL byte"),
+    "a control character in a spec": (lambda s, t: wb.Pipeline.parse("fold-bn\x1b[0m"), SpecError, "character 8"),
+    "a 100 kB spec": (lambda s, t: wb.Pipeline.parse("prune(" + "0" * 100_000 + ")"), SpecError,
+                      "100,007 characters long"),
+    "a 100 kB recipe name": (lambda s, t: wb.Pipeline.parse("x" * 100_000), SpecError, "100,000 characters"),
+    "a quoted number": (lambda s, t: wb.Pipeline.parse("prune('0.5')"), ParameterError, "expected a number"),
+    "a quoted unknown pattern": (lambda s, t: wb.Pipeline.parse('prune(0.5, pattern="3:4")'), ParameterError,
+                                 "pattern"),
+    "a unicode model name": (lambda s, t: wb.zoo.load("digits-cnn\u00e9"), UnknownNameError, "known zoo models"),
+    "a path-like model name without data": (lambda s, t: wb.open_model("../../etc/passwd"), DataError,
+                                            "needs data to be measured on"),
 }
 
 
@@ -218,20 +302,102 @@ CLI = {
     "store is junk": (["run", "--recipes", "fold-bn", "--store", "{tmp}/junk.db"], "not a workbench results store"),
     "incompatible recipes": (["run", "--recipes", "fp16 + int8-static"], "one precision"),
     "app on an impossible port": (["app", "--port", "70000"], "between 0 and 65535"),
+    "app on a port already in use": (["app", "--port", "{port}"], "is in use"),
+    "app with no time for a trial": (["app", "--trial-timeout", "0"], "positive number"),
+    "app with too little trial memory": (["app", "--trial-memory", "0.01"], "at least 256 MiB"),
+    "a look-alike in --recipes": (["run", "--recipes", "fold\u2011bn"], "NON-BREAKING HYPHEN"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CLI))
 def test_cli_bad_input_exits_2_with_one_clear_line(case, tmp_path):
+    import socket
+
     (tmp_path / "file").write_text("x")
     (tmp_path / "junk.db").write_bytes(b"junk" * 100)
     args, fragment = CLI[case]
     extra = ["--no-progress"] if args[0] == "run" else []
-    proc = subprocess.run([sys.executable, "-m", "workbench", *[a.format(tmp=tmp_path) for a in args], *extra],
-                          capture_output=True, text=True, timeout=300)
+    with socket.socket() as taken:  # a port another server holds
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "workbench", *[a.format(tmp=tmp_path, port=port) for a in args],
+                               *extra], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_there_are_at_least_forty_cases():
-    assert len(CASES) + len(ROWS) + len(CLI) >= 40
+_FULL_DISK = """
+import resource, signal, sys
+import pandas as pd
+import workbench as wb
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+row = {**dict.fromkeys(wb.COLUMNS), "pipeline": "fold-bn", "status": "ok", "is_baseline": False, "notes": "x" * 200}
+frame = pd.DataFrame([row] * 200)
+try:
+    wb.Results(frame).save(sys.argv[1])
+except wb.WorkbenchError as exc:
+    print(exc)
+"""
+
+
+def test_a_full_disk_leaves_the_previous_file_and_no_half_written_one(tmp_path):
+    target = tmp_path / "results.csv"
+    target.write_text("previous results\n")
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK, str(target)], capture_output=True, text=True,
+                          timeout=300)
+    assert "cannot write results" in proc.stdout and "File too large" in proc.stdout, (proc.stdout, proc.stderr)
+    assert target.read_text() == "previous results\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"], "a temporary file was left behind"
+
+
+def test_a_read_only_cache_folder_falls_back_to_a_temporary_one_with_a_warning(tmp_path, monkeypatch):
+    from workbench import paths
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", "/sys/workbench-cache")
+    with pytest.warns(UserWarning, match="cannot be written .* set WORKBENCH_CACHE_DIR"):
+        folder = paths.cache_dir()
+    assert folder != paths.Path("/sys/workbench-cache") and folder.is_dir()
+    paths._writable.cache_clear()
+
+
+ODD_BUT_VALID = {
+    "a model with no parameters": "no parameters",
+    "a model in train mode with dropout": "dropout",
+    "a training checkpoint dict": "checkpoint",
+}
+
+
+class _NoParameters(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+@pytest.mark.parametrize("case", sorted(ODD_BUT_VALID))
+def test_odd_but_valid_models_are_measured_or_answered_in_a_row(case, cnn, tmp_path):
+    _, task = cnn
+    if case == "a model with no parameters":
+        study = wb.Study(_NoParameters(), task, timing=FAST, measure_memory=False)
+        row = study.trial("int8-dynamic")
+        assert row["status"] in ("unsupported", "ok"), row["error"]
+        assert study.trial("baseline")["params"] == 0
+    elif case == "a model in train mode with dropout":
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.Dropout(0.5), nn.Linear(64, 10)).train()
+        study = wb.Study(net, task, timing=FAST, measure_memory=False)
+        base = study.trial("baseline")
+        assert not study.baseline.payload.training, "measured in eval mode: dropout off, outputs repeatable"
+        assert base["fidelity"] == pytest.approx(1.0)
+        x = task.sample(16)
+        assert np.array_equal(study.baseline.predict(x), study.baseline.predict(x)), "dropout was left on"
+    else:
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        path = tmp_path / "epoch3.ckpt.pt"
+        torch.save({"state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}, "epoch": 3,
+                    "optimizer_states": [{}]}, path)
+        loaded = wb.load_model(path, architecture=nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
+        assert torch.equal(loaded.payload[1].weight, net[1].weight)
+
+
+def test_there_are_at_least_eighty_cases():
+    assert len(CASES) + len(ROWS) + len(CLI) + len(ODD_BUT_VALID) + 2 >= 80

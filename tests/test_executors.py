@@ -16,7 +16,7 @@ from .conftest import FAST
 
 TIMING_COLUMNS = {"latency_ms_p50", "latency_ms_iqr", "latency_ms_p90", "latency_ms_p99", "latency_n", "noisy",
                   "first_call_ms", "throughput", "gflops_achieved", "pct_of_peak", "latency_samples_ms",
-                  "created_at", "duration_s", "pareto"}
+                  "created_at", "duration_s", "pareto", "load_others", "contended", "lock_wait_ms"}
 
 
 @pytest.fixture(scope="module")

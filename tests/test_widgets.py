@@ -299,12 +299,19 @@ def test_the_device_panel_reports_the_memory_of_this_session_and_its_trial_worke
     def gib(label: str, text: str) -> float:
         return float(re.search(label + r" ([0-9.]+) GiB", text).group(1))
 
-    device = DevicePanel(refresh_s=0.2)
+    device = DevicePanel()
     model, task = cnn
     with wb.Study(model, task, timing=FAST, measure_memory=False, executor=wb.WarmExecutor()) as study:
         study.trial("baseline")  # the worker has imported torch and holds the model
-        time.sleep(0.6)
+        device.refresh_memory()
         text = device.memory.value
         assert gib("trial worker", text) > 0.05, text
         assert gib("kernel", text) > 0.05 and "usable" in text
-    device.close()
+    timed = DevicePanel(refresh_s=0.1)  # a notebook's: on a timer
+    first = timed.memory.value
+    deadline = time.monotonic() + 10
+    while timed.memory.value == first and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert timed.memory.value != first, "the timer never refreshed the memory line"
+    for panel in (device, timed):
+        panel.close()

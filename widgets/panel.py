@@ -264,9 +264,11 @@ def _session_memory_html() -> str:
 
 class DevicePanel(W.VBox):
     """The device profile at a glance: what is accelerated here and the measured peaks, and the memory this session
-    (its kernel and trial worker) holds, refreshed every `refresh_s` seconds while the panel is open."""
+    (its kernel and trial worker) holds, as of `refresh_memory()` (the dashboard calls it whenever its panel
+    changes). `refresh_s` > 0 also refreshes it on a timer: for a notebook, not for a served page, where the
+    messages would keep an abandoned session from ever looking idle to the culler."""
 
-    def __init__(self, profile: wb.DeviceProfile | None = None, refresh_s: float = 5.0):
+    def __init__(self, profile: wb.DeviceProfile | None = None, refresh_s: float = 0.0):
         profile = profile or wb.device()
         rows = [("CPU", f"{profile.cpu_model} ({profile.cores_available} cores, {profile.arch})"),
                 ("memory", f"{profile.memory_bytes / 2**30:.1f} GiB"),
@@ -288,10 +290,14 @@ class DevicePanel(W.VBox):
         if refresh_s > 0:
             threading.Thread(target=self._refresh_memory, args=(refresh_s,), name="device-memory", daemon=True).start()
 
+    def refresh_memory(self) -> None:
+        if not self._closed.is_set():
+            self.memory.value = _session_memory_html()
+
     def _refresh_memory(self, every_s: float) -> None:
         while not self._closed.wait(every_s):
             try:
-                self.memory.value = _session_memory_html()
+                self.refresh_memory()
             except Exception:  # a closing kernel: the next page has its own panel
                 return
 

@@ -30,7 +30,8 @@ class SpecError(WorkbenchError, ValueError):
 
     def __init__(self, spec: str, problem: str, hint: str = ""):
         self.spec, self.problem, self.hint = spec, problem, hint
-        msg = f"cannot read pipeline spec {spec!r}: {problem}"
+        shown = spec if len(spec) <= 200 else f"{spec[:80]}…({len(spec) - 160} more characters)…{spec[-80:]}"
+        msg = f"cannot read pipeline spec {shown!r}: {problem}"
         super().__init__(msg + (f". {hint}" if hint else ""))
 
 
@@ -81,12 +82,11 @@ class DataError(WorkbenchError, ValueError):
 class MissingDependencyError(WorkbenchError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
-    def __init__(self, module: str, extra: str, purpose: str):
+    def __init__(self, module: str, extra: str, purpose: str, install: str | None = None):
         self.module, self.extra = module, extra
-        super().__init__(
-            f"{purpose} needs the Python package {module!r}, which is not installed. "
-            f"Install it with: pip install 'efficiency-workbench[{extra}]' -c constraints.txt"
-        )
+        install = install or f"pip install 'efficiency-workbench[{extra}]' -c constraints.txt"
+        super().__init__(f"{purpose} needs the Python package {module!r}, which is not installed. "
+                         f"Install it with: {install}")
 
 
 class MeasurementError(WorkbenchError, RuntimeError):

@@ -59,10 +59,10 @@ class InlineExecutor(Executor):
             yield trial.run()
 
 
-def _check_timeout(timeout_s: float | None) -> float | None:
+def _check_timeout(timeout_s: float | None, owner: str = "executor") -> float | None:
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or not timeout_s > 0):
-        raise ParameterError("executor", "timeout_s", timeout_s, "a positive number of seconds (or None for no limit)")
+        raise ParameterError(owner, "timeout_s", timeout_s, "a positive number of seconds (or None for no limit)")
     return None if timeout_s is None else float(timeout_s)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError, WorkbenchError
+from .errors import DataError, MissingDependencyError, WorkbenchError
 
 TABLE_FORMATS = (".csv", ".parquet")
 
@@ -95,6 +95,15 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+def _parquet_engine() -> None:
+    """pyarrow is a core dependency; an environment that lost it is told how to mend it (or to use .csv)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("pyarrow", "", "reading or writing a .parquet results file",
+                                     "pip install pyarrow -c constraints.txt (or save as .csv)") from exc
+
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Save a results frame as CSV or Parquet (by suffix), atomically: written to a temporary file in the
     same folder, fsynced, then renamed over `path` (never half a file)."""
@@ -111,9 +120,13 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
+            _parquet_engine()
             frame.to_parquet(tmp, index=False)
         _fsync_file(tmp)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a quota, a file size limit: nothing half-written is left
+        raise WorkbenchError(f"cannot write results to {str(path)!r}: {exc.strerror or exc}; free some space or "
+                             "choose another folder (the previous file, if any, is unchanged)") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -125,6 +138,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     suffix = _check_table_path(path)
     if not path.is_file():
         raise DataError(f"no results file at {str(path)!r}")
+    if suffix == ".parquet":
+        _parquet_engine()
     try:
         return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except Exception as exc:  # a corrupt or foreign file

@@ -81,6 +81,7 @@ def load_model(path: Any, *, architecture: Any = None, example_input: Any = None
         state = _torch_load(torch, p, trusted)
     if isinstance(state, torch.nn.Module):
         return TorchModel(state, example_input, copy_module=False)
+    state = _weights_of_checkpoint(torch, state, p)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataError(f"{p.name!r} holds a {type(state).__name__}, not a state dict of tensors or a model")
     if architecture is None:
@@ -211,6 +212,31 @@ def _is_torchscript(p: Path) -> bool:
         return False
     with zipfile.ZipFile(p) as archive:
         return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+#: where training scripts keep the model's weights in a checkpoint (Lightning, the PyTorch tutorials, timm, ...)
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "net", "weights", "module")
+
+
+def _weights_of_checkpoint(torch: Any, state: Any, p: Path) -> Any:
+    """The state dict inside a training checkpoint ({"state_dict": ..., "epoch": ..., "optimizer": ...}); a
+    state dict as it is. A dict of tensors under one of CHECKPOINT_KEYS is taken (a "model." or "module." prefix
+    every key shares is dropped, as Lightning and DataParallel write them)."""
+    if not isinstance(state, dict) or all(isinstance(v, torch.Tensor) for v in state.values()):
+        return state
+    for key in CHECKPOINT_KEYS:
+        inner = state.get(key)
+        if isinstance(inner, torch.nn.Module):
+            return inner.state_dict()
+        if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            for prefix in ("model.", "module."):
+                if all(k.startswith(prefix) for k in inner):
+                    inner = {k[len(prefix):]: v for k, v in inner.items()}
+            return inner
+    found = ", ".join(repr(k) for k in list(state)[:8])
+    raise DataError(f"{p.name!r} holds a dict with {found} but no model weights under any of "
+                    f"{', '.join(CHECKPOINT_KEYS)}: save model.state_dict() itself, or the checkpoint's weights "
+                    "under 'state_dict'")
 
 
 def _torch_load(torch: Any, p: Path, trusted: bool) -> Any:

@@ -35,6 +35,31 @@ def check_count(owner: str, name: str, value: Any, low: int = 1) -> int:
     return value
 
 
+def check_threads(owner: str, threads: Any, profile: DeviceProfile) -> int:
+    """A thread count this machine can run: 1 up to its logical cores (torch's OpenMP pool crashes far beyond)."""
+    check_count(owner, "threads", threads)
+    most = max(profile.cores_logical or 1, profile.cores_available or 1)
+    if threads > most:
+        raise ParameterError(owner, "threads", threads, f"at most {most}, the logical cores of this machine "
+                                                        f"({profile.cores_available} available to this process)")
+    return threads
+
+
+def check_batch_fits(owner: str, task: Task, batch_size: int) -> None:
+    """A timing batch whose inputs alone fit in a quarter of the memory this machine allows."""
+    from ._sysmem import usable_memory_bytes
+
+    one = task.sample(1)
+    per_sample = getattr(one, "nbytes", 0)
+    usable = usable_memory_bytes()
+    if per_sample and per_sample * batch_size > usable // 4:
+        need = per_sample * batch_size / 2**30
+        raise ParameterError(owner, "batch_size", batch_size,
+                             f"a batch whose inputs fit in memory: {batch_size} samples of {per_sample} bytes are "
+                             f"{need:.1f} GiB, more than a quarter of the {usable / 2**30:.1f} GiB this machine "
+                             f"allows (at most {usable // 4 // per_sample})")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """How every trial of a study is measured (part of each trial's identity)."""

@@ -23,9 +23,13 @@ class ResultsStore:
     A connection is opened per operation, so a store is safe to share between threads and processes.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, timeout_s: float = 60.0):
+        """`timeout_s`: how long a write waits for another writer's transaction before it gives up with an error."""
         import sqlite3
 
+        from .executors import _check_timeout
+
+        self.timeout_s = _check_timeout(timeout_s, "ResultsStore") or 60.0
         self.path = Path(path)
         if self.path.exists() and not self.path.is_file():
             raise WorkbenchError(f"results store {str(self.path)!r} is a folder; give a file path such as results.db")
@@ -56,10 +60,10 @@ class ResultsStore:
     def _connect(self):
         import sqlite3
 
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.execute("PRAGMA busy_timeout = 60000")
+        conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
         conn.execute("PRAGMA synchronous = FULL")
-        return _Closing(conn, self.path)
+        return _Closing(conn, self.path, self.timeout_s)
 
     def get_record(self, trial_id: str) -> TrialRecord | None:
         """The stored record of a trial (with its outputs, where kept), unless it failed (failed trials are
@@ -124,8 +128,8 @@ class _Closing:
     """`with` for an sqlite3 connection that closes it (sqlite3's own context manager only commits) and turns
     SQLite's errors into ones that name the store and what to do."""
 
-    def __init__(self, conn, path: Path):
-        self.conn, self.path = conn, path
+    def __init__(self, conn, path: Path, timeout_s: float = 60.0):
+        self.conn, self.path, self.timeout_s = conn, path, timeout_s
 
     def __enter__(self):
         return self.conn
@@ -139,7 +143,7 @@ class _Closing:
         where = str(self.path)
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise WorkbenchError(
-                f"the results store {where!r} stayed locked by another writer for 60 s ({exc}): wait for the "
+                f"the results store {where!r} stayed locked by another writer for {self.timeout_s:g} s ({exc}): wait for the "
                 "other sweep to finish, or give this one a store of its own") from None
         if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "read-only" in str(exc)):
             raise WorkbenchError(f"the results store {where!r} is read-only ({exc}): make it writable, or give "

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import DataError
 from .executors import Executor, as_executor
-from .measure import InferenceBench, Settings, check_count
+from .measure import InferenceBench, Settings, check_batch_fits, check_count, check_threads
 from .model import ModelHandle
 from .profiling.device import DeviceProfile, device
 from .profiling.timing import TimingConfig, measure_latency
@@ -192,9 +192,10 @@ class Study(Orchestrator):
             raise DataError(f"task must be a workbench Task (e.g. wb.tasks.Classification(x, y)), "
                             f"got {type(task).__name__}")
         check_count("Study", "batch_size", batch_size)
-        if threads is not None:
-            check_count("Study", "threads", threads)
         profile = device_profile or device()
+        if threads is not None:
+            check_threads("Study", threads, profile)
+        check_batch_fits("Study", task, batch_size)
         settings = Settings(batch_size=batch_size, threads=threads or profile.cores_available,
                             timing=timing or TimingConfig(), eval_batch=task.eval_batch_size or batch_size,
                             measure_memory=measure_memory, measure_flops=measure_flops, seed=seed, target=target)

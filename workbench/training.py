@@ -22,7 +22,7 @@ import numpy as np
 from .backends import load_backend
 from .errors import DataError, ParameterError, UnsupportedError
 from .executors import Executor
-from .measure import check_count
+from .measure import check_count, check_threads
 from .model import ModelHandle, wrap
 from .profiling.device import DeviceProfile, device
 from .profiling.timing import LatencyStats
@@ -165,7 +165,7 @@ class TrainingStudy(Orchestrator):
         if batch_size > len(task.train[0]):
             raise DataError(f"batch_size {batch_size} is larger than the {len(task.train[0])} training samples")
         profile = device_profile or device()
-        threads = threads or profile.cores_available
+        threads = check_threads("TrainingStudy", threads, profile) if threads is not None else profile.cores_available
         loop = load_backend("torch").train_loop
         config = loop.TrainConfig(batch_size=batch_size, steps=steps, warmup_steps=warmup_steps, lr=lr, seed=seed,
                                   threads=threads, device=target)

@@ -33,6 +33,14 @@ PHASES = ("infer", "train")
 TRAIN_COLUMNS = ("phase", "train_loss", "steps", "scaling_efficiency")
 
 
+def _encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, default=json_default)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def json_default(value: Any) -> Any:
     """NumPy scalars as Python numbers (what json.dumps cannot write on its own)."""
     if isinstance(value, np.generic):
@@ -87,7 +95,15 @@ class TrialRecord:
         return dict(self.row)
 
     def to_json(self) -> str:
-        return json.dumps(dict(self.row), default=json_default)
+        try:
+            return json.dumps(dict(self.row), default=json_default, allow_nan=True)
+        except (TypeError, ValueError) as exc:
+            from .errors import DataError
+
+            bad = [k for k, v in self.row.items() if not _encodable(v)]
+            raise DataError(f"row {self.row.get('pipeline')!r}: column {', '.join(map(repr, bad)) or '?'} holds a "
+                            f"value a results row cannot store ({exc}); rows hold numbers, text, booleans, None and "
+                            "lists of them (a recipe's handler that sets a row field must convert it)") from None
 
     @classmethod
     def from_json(cls, text: str, outputs: np.ndarray | None = None) -> TrialRecord:

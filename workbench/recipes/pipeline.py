@@ -69,6 +69,7 @@ class Pipeline:
         registry = registry or RECIPES
         if not isinstance(spec, str):
             raise SpecError(repr(spec), f"expected a string, got {type(spec).__name__}")
+        _check_characters(spec)
         text = spec.strip()
         if not text:
             raise SpecError(spec, "it is empty", f"write '{BASELINE}' for the model as given")
@@ -176,6 +177,31 @@ def parse_value(text: str) -> Any:
         return float(t)
     except ValueError:
         return t
+
+
+#: longer than any real pipeline (an exclude= list of every layer of a large model included)
+MAX_SPEC_CHARS = 20_000
+
+
+def _check_characters(spec: str) -> None:
+    """Specs are ASCII: a look-alike pasted from a document (＋, ‑, a Cyrillic а), a NUL or another control
+    character is named with its position; a spec longer than MAX_SPEC_CHARS is refused before it is read."""
+    import unicodedata
+
+    if len(spec) > MAX_SPEC_CHARS:
+        raise SpecError(spec, f"it is {len(spec):,} characters long, more than the {MAX_SPEC_CHARS:,} any pipeline "
+                              "needs", "check what was passed (a file's contents instead of a spec?)")
+    for i, ch in enumerate(spec):
+        if (" " <= ch <= "~") or ch in "\t\n\r":
+            continue
+        if ch == "\0":
+            what = "a NUL byte"
+        else:
+            what = f"{unicodedata.name(ch, 'a control character')} (U+{ord(ch):04X})"
+        plain = unicodedata.normalize("NFKC", ch)
+        hint = (f"it looks like {plain!r}: type it as plain ASCII" if plain.isascii() and plain.isprintable()
+                else "specs are plain ASCII: type it again rather than pasting it from a document")
+        raise SpecError(spec, f"character {i + 1} is {what}", hint)
 
 
 def _parse_step(spec: str, text: str, registry: Registry, earlier: list[Recipe]) -> list[Recipe]:
