@@ -96,3 +96,30 @@ def test_kill_9_of_workbench_run_without_a_store_loses_no_finished_row(tmp_path)
     written = set(pd.read_csv(out)["pipeline"])
     assert set(done) <= written, (done, written)
     os.unlink(store_path)
+
+
+def test_old_per_run_stores_are_pruned_beyond_the_newest(tmp_path):
+    import os
+    import time
+
+    from workbench.cli import prune_run_stores
+
+    now = time.time()
+    for i in range(25):  # run-00 newest ... run-24 oldest, every one 40 days old but the 3 newest
+        store = tmp_path / f"run-{i:02d}.db"
+        store.write_bytes(b"x")
+        (tmp_path / f"run-{i:02d}.db-wal").write_bytes(b"w")
+        age = 3600 * i if i < 3 else 86400 * (40 + i)
+        os.utime(store, (now - age, now - age))
+    (tmp_path / "mine.db").write_bytes(b"not a run store")
+    removed = prune_run_stores(tmp_path, keep=20, days=30)
+    assert sorted(p.name for p in removed) == [f"run-{i:02d}.db" for i in range(20, 25)]
+    left = sorted(p.name for p in tmp_path.glob("run-*.db"))
+    assert left == [f"run-{i:02d}.db" for i in range(20)]
+    assert not (tmp_path / "run-24.db-wal").exists() and (tmp_path / "run-19.db-wal").exists()
+    assert (tmp_path / "mine.db").exists()
+    young = tmp_path / "young"
+    young.mkdir()
+    for i in range(25):
+        (young / f"run-{i:02d}.db").write_bytes(b"x")
+    assert prune_run_stores(young, keep=20, days=30) == [], "stores younger than the age limit are kept"

@@ -134,14 +134,49 @@ def _cmd_device(args: argparse.Namespace) -> int:
     return 0
 
 
+#: per-run stores kept in the cache folder: the newest this many, and any younger than KEEP_RUN_DAYS
+KEEP_RUNS, KEEP_RUN_DAYS = 20, 30
+
+
 def _run_store_path():
-    """Where `workbench run` keeps its rows when no --store is given: a store of its own in the cache folder."""
+    """Where `workbench run` keeps its rows when no --store is given: a store of its own in the cache folder (older
+    ones beyond the newest KEEP_RUNS and past KEEP_RUN_DAYS are removed)."""
     import os
     import time
 
     from .paths import cache_dir
 
-    return cache_dir() / "runs" / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.db"
+    folder = cache_dir() / "runs"
+    prune_run_stores(folder)
+    return folder / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.db"
+
+
+def prune_run_stores(folder, keep: int = KEEP_RUNS, days: float = KEEP_RUN_DAYS) -> list:
+    """Remove per-run stores (with their -wal / -shm files) beyond the newest `keep` that are older than `days`."""
+    import time
+    from pathlib import Path
+
+    def age_of(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    stores = sorted(Path(folder).glob("run-*.db"), key=age_of, reverse=True)
+    cutoff = time.time() - days * 86400
+    removed = []
+    for store in stores[keep:]:
+        if age_of(store) >= cutoff:
+            continue
+        for part in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+            try:
+                part.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:  # another process's open store, a permission: left for the next run
+                break
+        removed.append(store)
+    return removed
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
