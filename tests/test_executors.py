@@ -130,6 +130,42 @@ def test_a_warm_worker_runs_trial_after_trial_and_is_restarted_after_each_crash(
 
 
 @pytest.mark.slow
+def test_closing_a_warm_executor_ends_a_running_trial_at_once_and_refuses_later_ones(cnn):
+    import threading
+
+    model, task = cnn
+    executor = WarmExecutor(timeout_s=300)
+    study = wb.Study(model, task, timing=FAST, measure_memory=False, executor=executor)
+    study.trial("baseline")
+    rows = {}
+    thread = threading.Thread(target=lambda: rows.setdefault("hang", study.trial("test-hang")))
+    thread.start()
+    time.sleep(2)  # inside the hanging trial
+    started = time.monotonic()
+    study.close()
+    thread.join(30)
+    assert time.monotonic() - started < 10, "close() waited for the running trial"
+    assert "closed" in rows["hang"]["error"] and executor.pid is None
+    assert "closed" in study.trial("fold-bn")["error"] and executor.pid is None, "a trial after close started a worker"
+
+
+@pytest.mark.slow
+def test_one_warm_executor_serves_several_studies_and_prepare_does_not_restart_it(cnn, mlp):
+    executor = WarmExecutor(timeout_s=120)
+    try:
+        studies = [wb.Study(*zoo, timing=FAST, measure_memory=False, executor=executor) for zoo in (cnn, mlp, cnn)]
+        first = executor.pid
+        assert first is not None and executor.restarts == 0, "prepare of the 2nd and 3rd study kept the worker"
+        for _ in range(2):  # three benches through a worker that keeps two: each is sent again when needed
+            for study in studies:
+                row = study.trial("prune(0.5)")
+                assert row["status"] == "ok", row["error"]
+        assert executor.pid == first and executor.restarts == 0
+    finally:
+        executor.close()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("script", [_ORPHAN_PARENT, _WARM_ORPHAN_PARENT], ids=["process", "warm"])
 def test_workers_die_with_their_parent(script):
     import subprocess

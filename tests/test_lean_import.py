@@ -33,7 +33,7 @@ def test_public_api_is_pinned():
         "TrainingStudy", "Trial", "TrialRecord",
         "UnknownNameError", "UnsafeModelError", "UnsupportedError", "WarmExecutor", "WeightStats", "WorkbenchError",
         "__version__", "charts", "device", "errors", "history", "load_data", "load_model", "measure_latency", "open_model", "pages", "parse_pipelines", "readable", "recipes", "recommend", "sources",
-        "search", "tasks",
+        "search", "targets", "tasks",
         "text", "wrap", "zoo",
     ])
     for name in wb.__all__:

@@ -262,6 +262,15 @@ def _session_memory_html() -> str:
             f"</b></td><td>{gib(m['machine_used_bytes'])} in use of {gib(m['usable_bytes'])} usable</td></tr></table>")
 
 
+def _targets_html() -> str:
+    rows = "".join(f"<tr><td><b>{html.escape(r['target'])}</b></td><td>{html.escape(r['precisions'])}</td>"
+                   f"<td>{html.escape(r['measured here'])}</td><td>{html.escape(r['checked statically'])}</td></tr>"
+                   for r in wb.targets.table().to_dict("records"))
+    return ("<details><summary>deployment targets: what is measured here, what is checked</summary><table "
+            "class='wb-device'><tr><th>target</th><th>precisions</th><th>measured here</th><th>checked statically"
+            f"</th></tr>{rows}</table></details>")
+
+
 class DevicePanel(W.VBox):
     """The device profile at a glance: what is accelerated here and the measured peaks, and the memory this session
     (its kernel and trial worker) holds, as of `refresh_memory()` (the dashboard calls it whenever its panel
@@ -271,6 +280,8 @@ class DevicePanel(W.VBox):
     def __init__(self, profile: wb.DeviceProfile | None = None, refresh_s: float = 0.0):
         profile = profile or wb.device()
         rows = [("CPU", f"{profile.cpu_model} ({profile.cores_available} cores, {profile.arch})"),
+                *((("board", profile.board),) if profile.board else ()),
+                ("TPU", ", ".join(profile.accelerators) or "none"),
                 ("memory", f"{profile.memory_bytes / 2**30:.1f} GiB"),
                 ("ISA", " ".join(profile.isa)),
                 ("GPU", ", ".join(f"{g.name} (sm{g.compute_capability})" for g in profile.gpus) or "none"),
@@ -285,8 +296,9 @@ class DevicePanel(W.VBox):
         table = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         self.table = W.HTML(f"<table class='wb-device'>{table}</table>")
         self.memory = W.HTML(_session_memory_html())
+        self.targets = W.HTML(_targets_html())
         self._closed = threading.Event()
-        super().__init__([W.HTML("<h3>This machine</h3>"), self.table, self.memory])
+        super().__init__([W.HTML("<h3>This machine</h3>"), self.table, self.memory, self.targets])
         if refresh_s > 0:
             threading.Thread(target=self._refresh_memory, args=(refresh_s,), name="device-memory", daemon=True).start()
 

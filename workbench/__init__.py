@@ -8,7 +8,7 @@
 `import workbench` imports no deep-learning framework and no UI: backends load when a model needs them.
 """
 
-from . import charts, errors, pages, readable, recipes, recommend, sources, tasks, text, zoo
+from . import charts, errors, pages, readable, recipes, recommend, sources, targets, tasks, text, zoo
 from .datafiles import load_data
 from .errors import (
     DataError,
@@ -46,6 +46,6 @@ __all__ = [
     "TimingConfig", "TrainingStudy", "Trial", "TrialRecord", "UnknownNameError", "UnsafeModelError",
     "UnsupportedError", "WarmExecutor", "WeightStats", "WorkbenchError", "__version__",
     "charts", "device", "errors", "history", "load_data", "load_model", "measure_latency", "open_model", "pages", "parse_pipelines", "readable", "recipes", "recommend", "sources",
-    "search", "tasks",
+    "search", "targets", "tasks",
     "text", "wrap", "zoo",
 ]

@@ -23,7 +23,9 @@ from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 #: benches a warm worker keeps (a panel's study, and the one before it while a model switch settles)
-_KEEP_BENCHES = 2
+KEEP_BENCHES = 2
+#: built models a warm worker keeps per bench between trials (a text model is ~90 MB each); runtime exports stay
+KEEP_BUILT = 4
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -88,15 +90,27 @@ def serve_warm(fd: int, modules: list[str]) -> None:
         try:
             key, bench, state, pipeline, trial_id = pickle.loads(message)
             if bench is not None:
+                benches.pop(key, None)
                 benches[key] = bench
-                for old in list(benches)[:-_KEEP_BENCHES]:
+                for old in list(benches)[:-KEEP_BENCHES]:
                     del benches[old]
             bench = benches[key]
             bench.__dict__.update(state)  # what the study observed since (the baseline's metric)
             answer = Trial(bench, pipeline, trial_id).run()
+            _forget_built(bench)
         except Exception as exc:
             answer = ("error", f"{type(exc).__name__}: {exc}")
         conn.send_bytes(pickle.dumps(answer))
+
+
+def _forget_built(bench: object) -> None:
+    """Keep the newest KEEP_BUILT built models of a bench: a worker that serves a whole session must not grow
+    with every trial it ran."""
+    built = getattr(bench, "_handles", None)
+    release = getattr(bench, "release", None)
+    if built and release and len(built) > KEEP_BUILT:
+        old = set(list(built)[:-KEEP_BUILT])
+        release(lambda spec: spec in old)
 
 
 def main(argv: list[str]) -> None:

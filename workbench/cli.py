@@ -121,9 +121,37 @@ def _parser() -> argparse.ArgumentParser:
                      help="a folder of model files to offer beside the zoo (each with a data file of the same name: "
                           "net.onnx + net.npz, or the --data given)")
 
+    tgt = sub.add_parser("targets", help="deployment targets: what each takes, what is measured here, what is checked")
+    tgt.add_argument("--check", default=None, metavar="MODEL.tflite",
+                     help="check a converted model against every target (ops, tensor types, sizes)")
+    tgt.add_argument("--json", action="store_true", help="print JSON")
     sub.add_parser("models", help="list the zoo models")
     sub.add_parser("recipes", help="list the recipes and their parameters")
     return parser
+
+
+def _cmd_targets(args: argparse.Namespace) -> int:
+    from . import targets
+
+    frame = targets.table()
+    if args.check is None:
+        if args.json:
+            print(frame.to_json(orient="records", indent=2))
+        else:
+            for row in frame.to_dict("records"):
+                print(f"{row['target']}: {row['title']}\n  runs with      {row['runtime']}\n  precisions     "
+                      f"{row['precisions']}\n  takes          {row['accepts']}\n  from here      {row['pipeline']}\n"
+                      f"  measured here  {row['measured here']}\n  checked        {row['checked statically']}")
+        return 0
+    checks = targets.check(_absolute(args.check))
+    if args.json:
+        print(json.dumps([c.as_row() for c in checks], indent=2))
+        return 0
+    for c in checks:
+        print(f"{c.target:<14} {c.verdict}")
+        for finding in c.findings:
+            print(f"{'':<15}{finding}")
+    return 0
 
 
 def _cmd_device(args: argparse.Namespace) -> int:
@@ -410,7 +438,7 @@ def _cmd_recipes(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"device": _cmd_device, "run": _cmd_run, "search": _cmd_search, "report": _cmd_report, "app": _cmd_app,
+    handler = {"targets": _cmd_targets, "device": _cmd_device, "run": _cmd_run, "search": _cmd_search, "report": _cmd_report, "app": _cmd_app,
                "models": _cmd_models, "recipes": _cmd_recipes}[args.command]
 
     show = warnings.showwarning

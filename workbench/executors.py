@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._worker import KEEP_BENCHES
 from .errors import ParameterError, WorkbenchError
 from .registry import Registry
 
@@ -138,6 +139,12 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+def _on_cuda(bench: Any) -> bool:
+    """Whether a bench's trials run on a CUDA device (inference settings call it `target`, training `device`)."""
+    settings = bench.settings()
+    return str(settings.get("target") or settings.get("device") or "cpu").startswith("cuda")
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB"
 
@@ -158,19 +165,20 @@ class ProcessExecutor(Executor):
     def __init__(self, timeout_s: float | None = 600.0, memory_limit_bytes: int | None = -1):
         from ._sysmem import usable_memory_bytes
 
-        self.timeout_s = _check_timeout(timeout_s)
+        owner = f"{self.name} executor"
+        self.timeout_s = _check_timeout(timeout_s, owner)
         usable = usable_memory_bytes()
         if memory_limit_bytes == -1:
             memory_limit_bytes = int(usable * 0.8)
         if memory_limit_bytes is not None and (isinstance(memory_limit_bytes, bool)
                                                or not isinstance(memory_limit_bytes, int)):
-            raise ParameterError("process executor", "memory_limit_bytes", memory_limit_bytes,
+            raise ParameterError(owner, "memory_limit_bytes", memory_limit_bytes,
                                  "a whole number of bytes, or None for no limit")
         if memory_limit_bytes is not None and memory_limit_bytes < 2**28:
-            raise ParameterError("process executor", "memory_limit_bytes", memory_limit_bytes,
+            raise ParameterError(owner, "memory_limit_bytes", memory_limit_bytes,
                                  "at least 256 MiB (a worker imports its framework)")
         if memory_limit_bytes is not None and memory_limit_bytes > usable:
-            raise ParameterError("process executor", "memory_limit_bytes", memory_limit_bytes,
+            raise ParameterError(owner, "memory_limit_bytes", memory_limit_bytes,
                                  f"at most {_gib(usable)}, the memory this machine (or its cgroup) allows")
         self.memory_limit_bytes = memory_limit_bytes
 
@@ -179,29 +187,34 @@ class ProcessExecutor(Executor):
             yield self.run_one(trial)
 
     def _address_space_limit(self, trial: Trial) -> int:
-        target = str(trial.bench.settings().get("target", "cpu"))
-        return 0 if self.memory_limit_bytes is None or target.startswith("cuda") else self.memory_limit_bytes
+        return 0 if self.memory_limit_bytes is None or _on_cuda(trial.bench) else self.memory_limit_bytes
+
+    def _over_limits(self, pid: int, started: float, restarted: str = "") -> str | None:
+        """Why the trial in worker `pid` must be stopped now (its time or memory), or None."""
+        if self.timeout_s is not None and time.perf_counter() > started + self.timeout_s:
+            return (f"timed out after {self.timeout_s:g} s: the trial was killed{restarted} "
+                    "(raise the executor's timeout_s for slow recipes)")
+        if self.memory_limit_bytes is not None:
+            used = _resident_bytes(pid)
+            if used > self.memory_limit_bytes:
+                return (f"used {_gib(used)} of memory, over the executor's limit of "
+                        f"{_gib(self.memory_limit_bytes)}: the trial was killed{restarted} (raise memory_limit_bytes, "
+                        "or use a smaller batch)")
+        return None
 
     def _watch(self, proc, started: float) -> str | None:
         """Wait for the worker; the reason it was stopped, or None when it ended by itself."""
         import subprocess
 
-        deadline = None if self.timeout_s is None else started + self.timeout_s
         while True:
             try:
                 proc.wait(self.poll_s)
                 return None
             except subprocess.TimeoutExpired:
                 pass
-            if deadline is not None and time.perf_counter() > deadline:
-                return (f"timed out after {self.timeout_s:g} s: the trial was killed "
-                        "(raise the executor's timeout_s for slow recipes)")
-            if self.memory_limit_bytes is not None:
-                used = _resident_bytes(proc.pid)
-                if used > self.memory_limit_bytes:
-                    return (f"used {_gib(used)} of memory, over the executor's limit of "
-                            f"{_gib(self.memory_limit_bytes)}: the trial was killed (raise memory_limit_bytes, "
-                            "or use a smaller batch)")
+            stopped = self._over_limits(proc.pid, started)
+            if stopped:
+                return stopped
 
     def run_one(self, trial: Trial) -> TrialRecord:
         import pickle
@@ -259,23 +272,28 @@ class WarmExecutor(ProcessExecutor):
         self._conn = None
         self._stderr_path: str | None = None
         self._tmp = None
-        self._sent: set[str] = set()    # keys of the benches the live worker holds
+        self._sent: list[str] = []      # keys of the benches the live worker holds, oldest first
         self._modules: tuple[str, ...] = ("workbench.measure",)
         self._cuda = False
         self._lock = threading.Lock()
+        self._closed = False
         self.restarts = 0               # workers started after the first (for the panel and tests)
 
     @property
     def pid(self) -> int | None:
         """The live worker's process id (None before the first start or after close)."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
 
     def prepare(self, bench: Any) -> None:
+        """Start the worker (if none runs) importing what the bench's model needs."""
         framework = getattr(bench.baseline, "framework", "")
-        self._modules = tuple(dict.fromkeys(("workbench.measure", *PRELOAD.get(framework, ()))))
-        self._cuda = str(bench.settings().get("target", "cpu")).startswith("cuda")
+        self._modules = tuple(dict.fromkeys((*self._modules, *PRELOAD.get(framework, ()))))
+        self._cuda = self._cuda or _on_cuda(bench)
         with self._lock:
-            self._start()
+            self._closed = False
+            if self.pid is None:
+                self._start()
 
     def _start(self) -> None:
         """A fresh worker (the caller holds the lock). Its imports run while the caller goes on."""
@@ -296,7 +314,7 @@ class WarmExecutor(ProcessExecutor):
                                           start_new_session=True, pass_fds=(theirs.fileno(),))
         theirs.close()
         self._conn = Connection(ours.detach())
-        self._sent = set()
+        self._sent = []
 
     def _stop(self) -> None:
         if self._proc is not None:
@@ -305,13 +323,12 @@ class WarmExecutor(ProcessExecutor):
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
-        self._sent = set()
+        self._sent = []
 
     def _receive(self, started: float) -> tuple[Any, str | None]:
         """(the worker's answer, None), or (None, why it was stopped or died)."""
         import pickle
 
-        deadline = None if self.timeout_s is None else started + self.timeout_s
         while True:
             try:
                 if self._conn.poll(self.poll_s):
@@ -322,24 +339,22 @@ class WarmExecutor(ProcessExecutor):
             except (EOFError, OSError):  # the worker died: its exit status says how
                 self._proc.wait()
                 return None, _death(self._proc.returncode)
+            if self._closed:
+                return None, "the study was closed while the trial ran (its worker was stopped)"
             if self._proc.poll() is not None and not self._conn.poll(0):
                 return None, _death(self._proc.returncode)
-            if deadline is not None and time.perf_counter() > deadline:
-                return None, (f"timed out after {self.timeout_s:g} s: the trial was killed and its worker "
-                              "restarted (raise the executor's timeout_s for slow recipes)")
-            if self.memory_limit_bytes is not None:
-                used = _resident_bytes(self._proc.pid)
-                if used > self.memory_limit_bytes:
-                    return None, (f"used {_gib(used)} of memory, over the executor's limit of "
-                                  f"{_gib(self.memory_limit_bytes)}: the trial was killed and its worker restarted "
-                                  "(raise memory_limit_bytes, or use a smaller batch)")
+            stopped = self._over_limits(self._proc.pid, started, " and its worker restarted")
+            if stopped:
+                return None, stopped
 
     def run_one(self, trial: Trial) -> TrialRecord:
         import cloudpickle
 
         started = time.perf_counter()
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
+            if self._closed:
+                return trial.failed("the study was closed before this trial could run", started)
+            if self.pid is None:
                 self._start()
             bench = trial.bench
             key = bench.__dict__.setdefault("_warm_key", uuid.uuid4().hex)
@@ -353,7 +368,9 @@ class WarmExecutor(ProcessExecutor):
             stderr_from = os.path.getsize(self._stderr_path) if os.path.exists(self._stderr_path) else 0
             try:
                 self._conn.send_bytes(message)
-                self._sent.add(key)
+                if key in self._sent:
+                    self._sent.remove(key)
+                self._sent = [*self._sent, key][-KEEP_BENCHES:]  # what the worker keeps (_worker.KEEP_BENCHES)
             except OSError:
                 pass  # the worker died before it could read: _receive says how
             answer, stopped = self._receive(started)
@@ -367,6 +384,11 @@ class WarmExecutor(ProcessExecutor):
             return trial.failed(stopped + stderr, started)
 
     def close(self) -> None:
+        """Stop the worker now, a trial running in it included (its row says the study was closed)."""
+        self._closed = True
+        proc = self._proc
+        if proc is not None:
+            _kill_group(proc.pid)  # without the lock: a trial that holds it ends at once
         with self._lock:
             self._stop()
             if self._tmp is not None:

@@ -91,6 +91,7 @@ def load_model(path: Any, *, architecture: Any = None, example_input: Any = None
         architecture = build_architecture(architecture)
     if not isinstance(architecture, torch.nn.Module):
         raise ModelError(f"architecture must be a torch.nn.Module, got {type(architecture).__name__}")
+    state = _fit_prefix(state, set(architecture.state_dict()))
     try:
         result = architecture.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
@@ -221,7 +222,7 @@ CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model_state", "model", "ne
 def _weights_of_checkpoint(torch: Any, state: Any, p: Path) -> Any:
     """The state dict inside a training checkpoint ({"state_dict": ..., "epoch": ..., "optimizer": ...}); a
     state dict as it is. A dict of tensors under one of CHECKPOINT_KEYS is taken (a "model." or "module." prefix
-    every key shares is dropped, as Lightning and DataParallel write them)."""
+    every key shares is dropped by `_fit_prefix` where the architecture's own keys lack it)."""
     if not isinstance(state, dict) or all(isinstance(v, torch.Tensor) for v in state.values()):
         return state
     for key in CHECKPOINT_KEYS:
@@ -229,14 +230,24 @@ def _weights_of_checkpoint(torch: Any, state: Any, p: Path) -> Any:
         if isinstance(inner, torch.nn.Module):
             return inner.state_dict()
         if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-            for prefix in ("model.", "module."):
-                if all(k.startswith(prefix) for k in inner):
-                    inner = {k[len(prefix):]: v for k, v in inner.items()}
             return inner
     found = ", ".join(repr(k) for k in list(state)[:8])
     raise DataError(f"{p.name!r} holds a dict with {found} but no model weights under any of "
                     f"{', '.join(CHECKPOINT_KEYS)}: save model.state_dict() itself, or the checkpoint's weights "
                     "under 'state_dict'")
+
+
+def _fit_prefix(state: dict, own: set[str]) -> dict:
+    """The keys as they are when they fit the architecture; else without a "model." / "module." prefix every key
+    shares (Lightning's LightningModule.model, DataParallel's module), where that makes them fit."""
+    if set(state) & own:
+        return state
+    for prefix in ("model.", "module."):
+        if all(k.startswith(prefix) for k in state):
+            stripped = {k[len(prefix):]: v for k, v in state.items()}
+            if set(stripped) & own:
+                return stripped
+    return state
 
 
 def _torch_load(torch: Any, p: Path, trusted: bool) -> Any:

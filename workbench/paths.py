@@ -32,7 +32,9 @@ def _writable(path: str) -> Path:
         return Path(path)
     except OSError as exc:
         fallback = Path(tempfile.gettempdir()) / f"efficiency-workbench-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        fallback.mkdir(parents=True, exist_ok=True)
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        if hasattr(os, "getuid") and fallback.stat().st_uid != os.getuid():  # someone else's: never trust it
+            fallback = Path(tempfile.mkdtemp(prefix="efficiency-workbench-"))
         warnings.warn(f"the cache folder {path!r} cannot be written ({exc.strerror or exc}): using {str(fallback)!r} "
                       "instead; set WORKBENCH_CACHE_DIR to a folder you can write to", stacklevel=3)
         return fallback

@@ -87,6 +87,10 @@ class DeviceProfile:
     #: measured GEMM peaks per precision the kernels compute in ({"int8": {"1t": ..., "all": ...}, "bf16": ...});
     #: what a row's achieved rate is held against (an int8 row against the int8 roof, not the fp32 one)
     peaks: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    #: the board, where it is one the workbench knows (an NVIDIA Jetson), else ""
+    board: str = ""
+    #: accelerators besides CUDA GPUs: a Cloud TPU, a Coral Edge TPU (PCIe or USB); empty where there is none
+    accelerators: tuple[str, ...] = ()
 
     # -- questions recipes and charts ask ---------------------------------------------------------
     def has(self, feature: str) -> bool:
@@ -168,6 +172,9 @@ class DeviceProfile:
                          f"{', 2:4 sparse' if g.sparse_tensor_cores else ''}")
         if not self.gpus:
             lines.append("GPU        none (CUDA not available)")
+        if self.board:
+            lines.append(f"board      {self.board}")
+        lines.append(f"TPU        {', '.join(self.accelerators) or 'none (no Cloud TPU or Coral Edge TPU found)'}")
         for precision, why in self.accelerated.items():
             lines.append(f"{precision:<10} {'accelerated: ' + why if why else 'not accelerated here (emulated or unsupported)'}"
                          + (f" — {slower}" if why and (slower := self.slower_than_fp32(precision)) else ""))
@@ -371,4 +378,59 @@ def device(measure: bool = True) -> DeviceProfile:
         accelerated=accelerated,
         peak_gflops_1t=peaks.get("peak_gflops_1t"), peak_gflops_all=peaks.get("peak_gflops_all"),
         bandwidth_gbs=peaks.get("bandwidth_gbs"), fingerprint=fingerprint, peaks=peaks.get("peaks", {}),
+        board=board(arch), accelerators=accelerators(),
     )
+
+
+def board(arch: str, root: str = "/") -> str:
+    """An NVIDIA Jetson (aarch64 with a Tegra SoC: /etc/nv_tegra_release, or a device-tree model or compatible string
+    that names it), with its model and L4T release where the files say; else ""."""
+    from pathlib import Path
+
+    if arch not in ("aarch64", "arm64"):
+        return ""
+    base = Path(root)
+
+    def read(relative: str) -> str:
+        try:
+            return (base / relative).read_bytes().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    model, compatible, release = read("proc/device-tree/model"), read("proc/device-tree/compatible"), \
+        read("etc/nv_tegra_release")
+    if not (release or "jetson" in model.lower() or "tegra" in compatible.lower()):
+        return ""
+    l4t = ""
+    if release.startswith("# R"):  # "# R36 (release), REVISION: 3.0, ..."
+        major = release[3:].split(" ", 1)[0]
+        revision = release.split("REVISION:", 1)[1].split(",", 1)[0].strip() if "REVISION:" in release else ""
+        l4t = f" (L4T R{major}{'.' + revision if revision else ''})"
+    return f"NVIDIA Jetson: {model or 'Tegra'}{l4t}"
+
+
+def accelerators(root: str = "/") -> tuple[str, ...]:
+    """Cloud TPU chips (/dev/accel*, or /dev/vfio with libtpu installed) and Coral Edge TPUs (PCIe /dev/apex_*, USB
+    ids 1a6e:089a and 18d1:9302), by what the system shows; nothing is opened."""
+    import glob
+    import importlib.util
+    import os
+
+    found = []
+    accel = sorted(glob.glob(os.path.join(root, "dev", "accel*")))
+    if accel or (importlib.util.find_spec("libtpu") is not None and os.path.isdir(os.path.join(root, "dev", "vfio"))):
+        found.append(f"Cloud TPU ({len(accel) or 'vfio'} device(s); bf16 is its native type)")
+    apex = sorted(glob.glob(os.path.join(root, "dev", "apex_*")))
+    if apex:
+        found.append(f"Coral Edge TPU, PCIe ({len(apex)})")
+    usb = 0
+    for ids in glob.glob(os.path.join(root, "sys", "bus", "usb", "devices", "*", "idVendor")):
+        try:
+            vendor = open(ids).read().strip()
+            product = open(os.path.join(os.path.dirname(ids), "idProduct")).read().strip()
+        except OSError:
+            continue
+        usb += (vendor, product) in (("1a6e", "089a"), ("18d1", "9302"))
+    if usb:
+        found.append(f"Coral Edge TPU, USB ({usb})")
+    return tuple(found)

@@ -29,8 +29,9 @@ from ..errors import ParameterError
 NOISY_SPREAD = 0.10
 #: cores of other processes' work, beyond the cores a trial leaves idle, that flag a timing as contended
 CONTENDED_CORES = 0.25
-#: how long a timed region waits for another's to end before it times anyway (and says so)
-LOCK_WAIT_S = 300.0
+#: how long a timed region waits for another's to end before it times anyway (flagged contended); well below a
+#: dashboard trial's timeout (300 s), which the wait counts against
+LOCK_WAIT_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,13 +155,15 @@ def measurement_lock(timeout_s: float = LOCK_WAIT_S) -> Iterator[dict]:
 
     lock = filelock.FileLock(path, mode=0o666, thread_local=False)
     started = time.perf_counter()
+    outcome: dict | None = None
     try:
         lock.acquire(timeout=timeout_s)
     except filelock.Timeout:  # another process has been timing all along: this timing is contended
-        yield {"waited_s": time.perf_counter() - started, "held": False, "timed_out": True}
-        return
+        outcome = {"waited_s": time.perf_counter() - started, "held": False, "timed_out": True}
     except OSError:  # a lock file that cannot be made (a read-only temporary folder): time without it
-        yield {"waited_s": 0.0, "held": False}
+        outcome = {"waited_s": 0.0, "held": False}
+    if outcome is not None:
+        yield outcome
         return
     _LOCKS.depth = 1
     try:
@@ -171,13 +174,22 @@ def measurement_lock(timeout_s: float = LOCK_WAIT_S) -> Iterator[dict]:
 
 
 def _busy_cores_seconds() -> float | None:
+    """CPU seconds spent busy so far on the cores this process may run on (its affinity), all processes together."""
     import psutil
 
     try:
-        t = psutil.cpu_times()
+        per_cpu = psutil.cpu_times(percpu=True)
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(len(per_cpu))
     except Exception:  # no /proc/stat (some sandboxes)
         return None
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    busy = 0.0
+    for i in allowed:
+        if i < len(per_cpu):
+            t = per_cpu[i]._asdict()
+            # guest time is already inside user / nice on Linux: not counted twice
+            busy += sum(t.values()) - t.get("idle", 0.0) - t.get("iowait", 0.0) - t.get("guest", 0.0) \
+                - t.get("guest_nice", 0.0)
+    return busy
 
 
 def _own_cpu_seconds() -> float:

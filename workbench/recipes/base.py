@@ -251,7 +251,7 @@ def _format_value(value: Any) -> str:
 
 def _is_bare(text: str) -> bool:
     """A string that the spec parser reads back as the same string without quotes."""
-    if not text or not all(c.isalnum() or c in "-_.:" for c in text):
+    if not text or not text.isascii() or not all(c.isalnum() or c in "-_.:" for c in text):
         return False
     from .pipeline import parse_value
 

@@ -184,15 +184,22 @@ MAX_SPEC_CHARS = 20_000
 
 
 def _check_characters(spec: str) -> None:
-    """Specs are ASCII: a look-alike pasted from a document (＋, ‑, a Cyrillic а), a NUL or another control
-    character is named with its position; a spec longer than MAX_SPEC_CHARS is refused before it is read."""
+    """Specs are ASCII outside quoted values: a look-alike pasted from a document (＋, ‑, a Cyrillic а) is named with
+    its position; a NUL or another control character is refused anywhere; a spec longer than MAX_SPEC_CHARS is
+    refused before it is read. Quoted values (layer names in exclude=) may be any text."""
     import unicodedata
 
     if len(spec) > MAX_SPEC_CHARS:
         raise SpecError(spec, f"it is {len(spec):,} characters long, more than the {MAX_SPEC_CHARS:,} any pipeline "
                               "needs", "check what was passed (a file's contents instead of a spec?)")
+    quote = ""
     for i, ch in enumerate(spec):
-        if (" " <= ch <= "~") or ch in "\t\n\r":
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        printable = ch.isprintable() if quote else " " <= ch <= "~"
+        if printable or ch in "\t\n\r":
             continue
         if ch == "\0":
             what = "a NUL byte"
@@ -200,7 +207,7 @@ def _check_characters(spec: str) -> None:
             what = f"{unicodedata.name(ch, 'a control character')} (U+{ord(ch):04X})"
         plain = unicodedata.normalize("NFKC", ch)
         hint = (f"it looks like {plain!r}: type it as plain ASCII" if plain.isascii() and plain.isprintable()
-                else "specs are plain ASCII: type it again rather than pasting it from a document")
+                else "specs are plain ASCII outside quotes: type it again rather than pasting it from a document")
         raise SpecError(spec, f"character {i + 1} is {what}", hint)
 
 
