@@ -103,13 +103,14 @@ study.run(["test-hang"], progress=False)
 @pytest.mark.slow
 def test_a_warm_worker_runs_trial_after_trial_and_is_restarted_after_each_crash(cnn):
     model, task = cnn
-    executor = WarmExecutor(timeout_s=20, memory_limit_bytes=3 * 2**30)
+    executor = WarmExecutor(timeout_s=60, memory_limit_bytes=3 * 2**30)
     with wb.Study(model, task, timing=FAST, measure_memory=False, executor=executor) as study:
         first = executor.pid
         assert first is not None, "the worker starts with the study, before the first trial"
         pids = {}
-        for spec in ["baseline", "prune(0.5)", "test-segfault", "fold-bn", "test-hang", "test-hog", "test-abort",
-                     "int8-dynamic", "test-stderr-exit"]:
+        # (a hang and a runaway allocation in a warm worker: the dashboard's browser test, tests/test_app.py)
+        for spec in ["baseline", "prune(0.5)", "test-segfault", "fold-bn", "test-abort", "int8-dynamic",
+                     "test-stderr-exit"]:
             row = study.trial(spec)
             pids[spec] = (row["status"], row["error"], executor.pid)
         inline = wb.Study(model, task, timing=FAST, measure_memory=False).trial("prune(0.5)")
@@ -117,12 +118,10 @@ def test_a_warm_worker_runs_trial_after_trial_and_is_restarted_after_each_crash(
     assert pids["baseline"][2] == pids["prune(0.5)"][2] == first, "good trials share one worker"
     assert "SIGSEGV" in pids["test-segfault"][1] and pids["test-segfault"][2] != first
     assert pids["fold-bn"][0] == "ok" and pids["fold-bn"][2] == pids["test-segfault"][2]
-    assert "timed out after 20 s" in pids["test-hang"][1] and "restarted" in pids["test-hang"][1]
-    assert any(cause in pids["test-hog"][1] for cause in ("MemoryError", "over the executor's limit"))
     assert "SIGABRT" in pids["test-abort"][1]
     assert pids["int8-dynamic"][0] == "ok", pids["int8-dynamic"][1]
     assert "libfoo.so.3" in pids["test-stderr-exit"][1] and "status 3" in pids["test-stderr-exit"][1]
-    assert executor.restarts >= 4
+    assert executor.restarts == 3
     rows = study.results().frame.set_index("pipeline")
     # the observed baseline reached the worker: deltas are relative to it, and the answer matches inline
     assert rows.loc["prune(0.5)", "metric_delta"] == pytest.approx(inline["metric_delta"], abs=1e-9)
