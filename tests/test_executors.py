@@ -225,6 +225,13 @@ def test_cuda_trials_are_watched_not_capped_in_address_space():
     assert ProcessExecutor(memory_limit_bytes=None)._address_space_limit(trial("cpu")) == 0
 
 
+def _without_timing_notes(notes):
+    if not isinstance(notes, str):
+        return notes
+    kept = [n for n in notes.split("; ") if not n.startswith(("timed while other processes", "waited "))]
+    return "; ".join(kept) or None
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_returns_the_same_rows_as_the_process_executor(cnn):
     model, task = cnn
@@ -238,7 +245,9 @@ def test_dask_local_cluster_returns_the_same_rows_as_the_process_executor(cnn):
         executor.close()
     by_process = wb.Study(model, task, timing=FAST, threads=1, executor="process").run(pipelines, progress=False)
     keep = [c for c in wb.COLUMNS if c not in TIMING_COLUMNS]
-    a, b = by_dask.frame[keep], by_process.frame[keep]
+    a, b = by_dask.frame[keep].copy(), by_process.frame[keep].copy()
+    for frame in (a, b):  # the two Dask workers build while the other times: notes on contention are timing
+        frame["notes"] = frame["notes"].map(_without_timing_notes)
     assert list(a["pipeline"]) == list(b["pipeline"])
     assert (a["status"] == "ok").all()
     assert a.astype(str).equals(b.astype(str)), a.compare(b)
