@@ -58,18 +58,32 @@ def usable_memory_bytes() -> int:
     return min(total, limit) if limit else total
 
 
+def tree_resident_bytes(pid: int) -> int:
+    """Resident memory of a process and every process it started (0 when it is gone)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in family:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def session_memory() -> dict[str, int]:
     """Resident memory of this process (a notebook's or the dashboard's kernel) and of the processes it started
     (a warm trial worker, and whatever that started), beside the machine's memory in use and what may be used."""
+    import os
+
     import psutil
 
-    me = psutil.Process()
-    workers = 0
-    for child in me.children(recursive=True):
-        try:
-            workers += child.memory_info().rss
-        except psutil.Error:
-            pass
+    own = psutil.Process().memory_info().rss
     vm = psutil.virtual_memory()
-    return {"process_bytes": me.memory_info().rss, "workers_bytes": workers,
+    return {"process_bytes": own, "workers_bytes": max(0, tree_resident_bytes(os.getpid()) - own),
             "machine_used_bytes": vm.total - vm.available, "usable_bytes": usable_memory_bytes()}

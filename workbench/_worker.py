@@ -57,7 +57,8 @@ def watch_parent(parent_pid: int, every_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def _limit_address_space(limit: int) -> None:
+def limit_address_space(limit: int) -> None:
+    """Cap this process's address space at `limit` bytes (0: no cap): a runaway allocation fails with MemoryError."""
     if limit:
         import resource
 
@@ -117,7 +118,7 @@ def main(argv: list[str]) -> None:
     if argv and argv[0] == "--warm":
         fd, parent_pid, address_space, modules = argv[1:]
         watch_parent(int(parent_pid))
-        _limit_address_space(int(address_space))
+        limit_address_space(int(address_space))
         serve_warm(int(fd), [m for m in modules.split(",") if m])
         return
     payload_path, result_path, parent_pid, address_space = argv

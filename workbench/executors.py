@@ -27,7 +27,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._worker import KEEP_BENCHES
+from ._sysmem import tree_resident_bytes
+from ._worker import KEEP_BENCHES, limit_address_space
 from .errors import ParameterError, WorkbenchError
 from .registry import Registry
 
@@ -71,10 +72,7 @@ def run_payload(payload: bytes, memory_limit_bytes: int | None = None) -> TrialR
     """Worker side: unpickle a trial and run it (used by the process and Dask executors)."""
     import cloudpickle
 
-    if memory_limit_bytes:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
+    limit_address_space(memory_limit_bytes or 0)
     trial = cloudpickle.loads(payload)
     return trial.run()
 
@@ -111,24 +109,6 @@ def _worker_env() -> dict[str, str]:
     paths = [p or os.getcwd() for p in sys.path]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
-
-
-def _resident_bytes(pid: int) -> int:
-    """Resident memory of a worker and every process it started."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        family = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for p in family:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
 
 
 def _kill_group(pid: int) -> None:
@@ -195,7 +175,7 @@ class ProcessExecutor(Executor):
             return (f"timed out after {self.timeout_s:g} s: the trial was killed{restarted} "
                     "(raise the executor's timeout_s for slow recipes)")
         if self.memory_limit_bytes is not None:
-            used = _resident_bytes(pid)
+            used = tree_resident_bytes(pid)
             if used > self.memory_limit_bytes:
                 return (f"used {_gib(used)} of memory, over the executor's limit of "
                         f"{_gib(self.memory_limit_bytes)}: the trial was killed{restarted} (raise memory_limit_bytes, "

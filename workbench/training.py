@@ -155,8 +155,6 @@ class TrainingStudy(Orchestrator):
                             "wb.tasks.Classification(x_val, y_val, train=(x_train, y_train))")
         for name, value, low in (("batch_size", batch_size, 1), ("steps", steps, 5), ("warmup_steps", warmup_steps, 0)):
             check_count("TrainingStudy", name, value, low)
-        if threads is not None:
-            check_count("TrainingStudy", "threads", threads)
         check_count("TrainingStudy", "seed", seed, 0)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 10 or lr != lr:
             raise ParameterError("TrainingStudy", "lr", lr, "a learning rate in (0, 10)")
