@@ -23,7 +23,7 @@ TORCH = (
     "prune(pattern=2:4) + fp16 + sparse-kernels",
 )
 KERAS = (
-    "tflite", "xla", "fp16", "int8-dynamic", "int8-static", "qat", "qat + tflite", "prune", "cluster",
+    "tflite", "xla", "fp16", "bf16", "int8-dynamic", "int8-static", "qat", "qat + tflite", "prune", "cluster",
     "prune(finetune=0) + int8-dynamic", "int8-static + edgetpu", "int8-static + tf-micro", "tfjs",
 )
 

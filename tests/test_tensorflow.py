@@ -23,6 +23,7 @@ TF_PIPELINES = [
     "prune(pattern=2:4)",
     "prune(0.8) + cluster(16) + qat + tflite", "int8-static + edgetpu", "tflite + edgetpu",
     "int8-static + tf-micro(flash_kb=512, ram_kb=64)", "int8-static + tf-micro(flash_kb=64, ram_kb=64)", "tfjs",
+    "bf16", "bf16 + xla", "bf16 + tflite",
 ]
 
 
@@ -128,6 +129,55 @@ def test_xla_reports_compilation_apart_from_steady_state(rows):
     assert row["status"] == "ok" and row["runtime"] == "xla"
     assert row["first_call_ms"] > 5 * row["latency_ms_p50"]  # the first call compiles
     assert row["metric_delta"] == pytest.approx(0, abs=0.01)
+
+
+def test_keras_bf16_computes_in_bfloat16_where_the_cpu_has_it_and_says_why_not_elsewhere(rows, keras_zoo):
+    """bf16 on Keras: the mixed_bfloat16 policy in TensorFlow's graph, or with `+ xla` compiled by XLA — measured
+    on a CPU with avx512_bf16 / AMX, an `unsupported` row that names them elsewhere (the ISA decides)."""
+    if wb.device(measure=False).is_accelerated("bf16"):
+        for spec in ("bf16", "bf16 + xla"):
+            row = rows.loc[spec]
+            assert row["status"] == "ok", row["error"]
+            assert row["precision"] == "bf16" and "mixed_bfloat16 policy" in row["engine"]
+            assert 0.999 <= row["fidelity_cosine"] < 1.0  # computed in bf16, not a float model called bf16
+            assert row["metric_delta"] >= -0.01
+        assert "XLA" in rows.loc["bf16 + xla", "engine"] and rows.loc["bf16 + xla", "first_call_ms"] > 0
+        assert "XLA" not in rows.loc["bf16", "engine"]
+    else:
+        for spec in ("bf16", "bf16 + xla"):
+            assert rows.loc[spec, "status"] == "unsupported" and "avx512_bf16" in rows.loc[spec, "error"]
+    assert rows.loc["bf16 + tflite", "status"] == "unsupported"
+
+
+def test_keras_bf16_rebuilds_the_layers_under_the_policy_and_keeps_fp32_weights_and_outputs(keras_zoo):
+    from workbench.backends.keras.mixed import POLICY, with_policy
+
+    model = keras_zoo[0].payload
+    mixed = with_policy(model, "keras3", POLICY)
+    convs = [layer for layer in mixed.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and all(layer.dtype_policy.name == POLICY for layer in convs)
+    assert mixed.layers[-1].dtype_policy.name == "float32"  # the output layer, as Keras' guide says
+    assert all(w.dtype == "float32" for w in mixed.weights)
+    for a, b in zip(mixed.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.layers[1].dtype_policy.name == "float32"  # the caller's model is left alone
+
+
+def test_keras_bf16_is_refused_by_isa_and_on_subclassed_models(keras_zoo, digits_data):
+    import dataclasses
+
+    profile = wb.device(measure=False)
+    without = dataclasses.replace(profile, isa=tuple(f for f in profile.isa if "bf16" not in f),
+                                  accelerated={**profile.accelerated, "bf16": ""})
+    model, task = keras_zoo
+    row = wb.Study(model, task, timing=FAST, device_profile=without).trial("bf16")
+    assert row["status"] == "unsupported" and "neither avx512_bf16 nor AMX" in row["error"]
+    assert profile.cpu_model in row["error"]
+    sub = PyFunctionModel()
+    sub(digits_data[0][0][:2])
+    row = wb.Study(sub, _task(digits_data), timing=FAST, device_profile=dataclasses.replace(
+        profile, accelerated={**profile.accelerated, "bf16": "avx512_bf16"})).trial("bf16")
+    assert row["status"] == "unsupported" and "set_global_policy('mixed_bfloat16')" in row["error"]
 
 
 def test_prune_then_full_int8_is_ten_times_smaller_gzipped_at_one_point(rows):

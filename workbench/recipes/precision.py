@@ -23,11 +23,12 @@ class Fp16(Recipe):
 @dataclass(frozen=True)
 class Bf16(Recipe):
     """Weights and compute in bfloat16 (fp32's range, 8 bits of mantissa). After `to-openvino`: the CPU plugin's
-    bf16 inference precision, on CPUs with avx512_bf16 or AMX only."""
+    bf16 inference precision, on CPUs with avx512_bf16 or AMX only. On a Keras model: Keras' mixed_bfloat16
+    policy (fp32 weights, bf16 compute) compiled by XLA, on CPUs with avx512_bf16 or AMX (or a GPU) only."""
 
     name = "bf16"
     kind = "precision"
-    formats = ("torch", "openvino")
+    formats = ("torch", "openvino", "keras")
     summary = "bfloat16 weights and compute"
 
 

@@ -208,6 +208,8 @@ def default_space(handle: Any, task: Task, device: Any, *, objective: str = "lat
         else:
             left_out.append("prune, cluster, qat: the task has no labelled training data to fine-tune on")
         dims["precision"] += ["int8-dynamic", "int8-static", "fp16"]
+        if precision_ok("bf16"):  # the mixed_bfloat16 policy; `bf16 + xla` is the runtime dimension's xla
+            dims["precision"].append("bf16")
         if trainable:
             dims["precision"].append("qat")
         dims["runtime"] += ["tflite", "xla"]

@@ -3,7 +3,7 @@
 Importing it imports TensorFlow and registers the handlers of the keras and tflite frameworks.
 """
 
-from . import convert, edge, tfmot  # noqa: F401  (registers handlers)
+from . import convert, edge, mixed, tfmot  # noqa: F401  (registers handlers)
 from .handle import KerasModel
 from .litert import LiteModel
 

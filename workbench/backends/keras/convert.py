@@ -126,6 +126,9 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
     tf = _tf.tf()
     if handle.runtime != "tensorflow":
         raise UnsupportedError(spec, f"it converts a Keras model; this one already runs as {handle.runtime}")
+    if handle.dtype_policy:
+        raise UnsupportedError(spec, f"TFLite has no {handle.precision} kernels (its converter cannot translate a "
+                                     f"{handle.dtype_policy} model): convert the fp32 model, e.g. 'tflite' or 'fp16'")
     qat = handle.precision == "int8-simulated"
     if qat and recipe.name in ("int8-dynamic", "fp16"):
         raise UnsupportedError(spec, "a QAT model converts to int8 (its fake-quant ranges are learned): use "

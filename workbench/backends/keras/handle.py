@@ -60,6 +60,8 @@ class KerasModel(ModelHandle):
     framework = "keras"
     format = "keras"
     runtime = "tensorflow"
+    #: Keras' mixed-precision policy the layers were rebuilt under (`bf16`: mixed_bfloat16), else None
+    dtype_policy: str | None = None
 
     def __init__(self, model: Any, example_input: Any = None, *, copy_model: bool = True):
         self.flavor = flavor_of(model)
@@ -81,7 +83,9 @@ class KerasModel(ModelHandle):
         tf = _tf.tf()
         threads = tf.config.threading.get_intra_op_parallelism_threads() or "all cores"
         lib = "Keras 3" if self.flavor == "keras3" else "tf_keras"
-        return f"TensorFlow {tf.__version__} {lib}{' + XLA' if self.jit_compile else ''} (intra-op threads {threads})"
+        policy = f", {self.dtype_policy} policy" if self.dtype_policy else ""
+        xla = " + XLA" if self.jit_compile else ""
+        return f"TensorFlow {tf.__version__} {lib}{xla}{policy} (intra-op threads {threads})"
 
     def function(self) -> Callable:
         """The model's inference call as a tf.function (XLA-compiled where `jit_compile`), built once."""
