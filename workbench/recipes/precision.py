@@ -24,7 +24,8 @@ class Fp16(Recipe):
 class Bf16(Recipe):
     """Weights and compute in bfloat16 (fp32's range, 8 bits of mantissa). After `to-openvino`: the CPU plugin's
     bf16 inference precision, on CPUs with avx512_bf16 or AMX only. On a Keras model: Keras' mixed_bfloat16
-    policy (fp32 weights, bf16 compute) compiled by XLA, on CPUs with avx512_bf16 or AMX (or a GPU) only."""
+    policy (fp32 weights, bf16 compute) in TensorFlow's graph (`bf16 + xla`: compiled by XLA), on CPUs with
+    avx512_bf16 or AMX (or a GPU) only."""
 
     name = "bf16"
     kind = "precision"

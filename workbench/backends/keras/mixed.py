@@ -3,7 +3,7 @@
 The mixed policy keeps every variable in float32 and computes in bfloat16 (Keras' mixed-precision guide);
 the model's output layers stay float32, as that guide recommends, so logits and softmax keep fp32's
 precision. `bf16` runs the graph in TensorFlow (its oneDNN bf16 kernels); `bf16 + xla` compiles it with XLA
-instead — two choices, measured apart, because on a CPU they differ (on the 2-core Zen 4 it was written on,
+instead — two choices, measured apart, because on a CPU they differ (on the 2-core AMD EPYC with avx512_bf16 it was written on,
 TensorFlow's graph ran digits-keras at batch 256 faster in bf16 than XLA did). Either needs avx512_bf16 or
 AMX on a CPU: elsewhere bf16 is converted to fp32 and back around every op, which can only be slower, and the
 row is `unsupported` and says why (GPUs run bf16 natively: where TensorFlow sees one it is not refused).
@@ -18,17 +18,10 @@ from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.precision import Bf16
 from . import _tf
+from .convert import _first_line
 from .handle import KerasModel
 
 POLICY = "mixed_bfloat16"
-
-
-def _device(context: ApplyContext) -> Any:
-    if context.device is not None:
-        return context.device
-    from ...profiling.device import device
-
-    return device(measure=False)
 
 
 def _output_layers(model: Any) -> set[str]:
@@ -63,11 +56,13 @@ def bf16(recipe: Bf16, handle: KerasModel, context: ApplyContext) -> KerasModel:
     spec = recipe.to_spec()
     if handle.precision != "fp32":
         raise UnsupportedError(spec, f"the model is already {handle.precision}")
-    profile = _device(context)
+    from ...profiling.device import device
+
+    profile = context.device or device(measure=False)
     gpu = bool(_tf.tf().config.list_physical_devices("GPU"))
     if not gpu and not profile.is_accelerated("bf16"):
-        raise UnsupportedError(spec, f"this CPU ({profile.cpu_model}) has neither avx512_bf16 nor AMX: XLA would convert "
-                                     "bf16 to fp32 and back around every op (emulated, slower than fp32). Measure "
+        raise UnsupportedError(spec, f"this CPU ({profile.cpu_model}) has neither avx512_bf16 nor AMX: TensorFlow and "
+                                     "XLA would convert bf16 to fp32 and back around every op (emulated, slower than fp32). Measure "
                                      "bf16 on a CPU that has them (Xeon Sapphire Rapids+, EPYC Zen 4+), a GPU or a TPU")
     if handle.subclassed:
         raise UnsupportedError(spec, f"it rebuilds the layers under Keras' {POLICY} policy, which needs a Sequential "
@@ -77,7 +72,7 @@ def bf16(recipe: Bf16, handle: KerasModel, context: ApplyContext) -> KerasModel:
         model = with_policy(handle.payload, handle.flavor, POLICY)
     except Exception as exc:
         raise UnsupportedError(spec, f"Keras could not rebuild the model under {POLICY} "
-                                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+                                     f"({type(exc).__name__}: {_first_line(exc)})") from None
     notes = handle.notes + (f"{spec}: Keras' {POLICY} policy: weights stay float32 (the size is fp32's), layers "
                             "compute in bfloat16, the output layers in float32",)
     new = handle.evolve(payload=model, precision="bf16", dtype_policy=POLICY, notes=notes)
@@ -86,5 +81,5 @@ def bf16(recipe: Bf16, handle: KerasModel, context: ApplyContext) -> KerasModel:
             new.predict(handle.example_input if handle.example_input is not None else context.task.sample(1))
     except Exception as exc:
         raise UnsupportedError(spec, f"the {POLICY} model does not run ({type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0][:200]})") from None
+                                     f"{_first_line(exc)})") from None
     return new
