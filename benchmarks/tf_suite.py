@@ -1,7 +1,10 @@
 """The TensorFlow path on digits-keras: each TFLite variant's latency against the Keras fp32 model
 (interleaved rounds, median and IQR of the per-round ratios, XNNPACK on and off), XLA, and the TF-MOT
 size goals — gzip of `prune(0.8) + int8-static` at most 1/10 of the fp32 Keras file, `cluster(16)` at most
-1/4 — each at most 1 point of accuracy lost."""
+1/4 — each at most 1 point of accuracy lost; and XNNPACK's sparse inference: `prune(0.8) + tflite(sparse=true)`
+against the dense flatbuffer, pruned and not, on digits-keras and on the MobileNet-shaped digits-keras-mobilenet
+(the shape its sparse path takes), with the row's prediction of whether XNNPACK took it and a check of the
+outputs (bit-identical to the dense file means the dense kernels ran)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,9 @@ SPEED = ["tflite", "tflite(xnnpack=false)", "int8-dynamic", "fp16", "int8-static
 SIZE_GOALS = {"prune(0.8) + int8-static": 10.0, "cluster(16)": 4.0, "prune(0.8) + cluster(16) + qat + tflite": None,
               "int8-static": None}
 BATCH = 32
+#: sparse inference on / off: pipeline -> its label; each is timed against the dense, unpruned 'tflite'
+SPARSE = {"prune(0.8) + tflite(sparse=true)": "sparse on", "prune(0.8) + tflite": "sparse off (zeros stored dense)"}
+SPARSE_MODELS = ("digits-keras", "digits-keras-mobilenet")
 
 
 def run(rounds: int, timing: TimingConfig, threads: int) -> list[Row]:
@@ -56,4 +62,44 @@ def run(rounds: int, timing: TimingConfig, threads: int) -> list[Row]:
                         f">= {goal}x, <= 1 pt" if goal else "reported", met,
                         f"{base['size_gzip_bytes'] / 1024:.1f} KB -> {r['size_gzip_bytes'] / 1024:.1f} KB gzip, "
                         f"acc {-loss:+.2f} pt, sparsity {r['sparsity']:.3f}"))
+    for name in SPARSE_MODELS:
+        rows += _sparse_rows(name, rounds, timing, threads)
+    return rows
+
+
+def _sparse_rows(name: str, rounds: int, timing: TimingConfig, threads: int) -> list[Row]:
+    import numpy as np
+
+    model, task = wb.zoo.load(name)
+    study = wb.Study(model, task, batch_size=BATCH, threads=threads, timing=timing, measure_memory=False)
+    frame = study.run(["tflite", *SPARSE], progress=False).frame.set_index("pipeline")
+    x = task.sample(BATCH)
+    runners, outputs = {}, {}
+    for p in ["tflite", *SPARSE]:
+        if frame.loc[p, "status"] != "ok":
+            return [Row(f"{name} {p}", float("nan"), float("nan"), "x", 0, "", None,
+                        f"{frame.loc[p, 'status']}: {str(frame.loc[p, 'error'])[:90]}")]
+        handle = study.handle(p)
+        with handle.session(threads):
+            runners[p] = handle.runner(x)
+            outputs[p] = handle.predict(x)
+    per = interleaved_p50(runners, rounds, timing)
+    on = study.handle("prune(0.8) + tflite(sparse=true)")
+    same = np.array_equal(outputs["prune(0.8) + tflite"], outputs["prune(0.8) + tflite(sparse=true)"])
+    rows = []
+    for p, label in SPARSE.items():
+        r = frame.loc[p]
+        detail = (f"acc {100 * (r['metric'] - frame.loc['tflite', 'metric']):+.1f} pt, file "
+                  f"{r['size_bytes'] / 1024:.0f} KB vs {frame.loc['tflite', 'size_bytes'] / 1024:.0f} KB, p50 "
+                  f"{np.median(per[p]):.3f} ms (dense {np.median(per['tflite']):.3f} ms)")
+        if p == "prune(0.8) + tflite(sparse=true)":
+            detail += (f"; XNNPACK sparse path {on.sparse_check.verdict}, outputs "
+                       f"{'bit-identical to' if same else 'differ from'} the dense-zeros file; "
+                       f"{on.sparse_check.summary()[:160]}")
+        rows.append(ratio_row(f"{name} b{BATCH} {p} ({label}) speed-up vs dense tflite", per["tflite"], per[p],
+                              None, "reported", detail))
+    off, on_spec = "prune(0.8) + tflite", "prune(0.8) + tflite(sparse=true)"
+    smaller = frame.loc[off, "size_bytes"] / frame.loc[on_spec, "size_bytes"]
+    rows.append(ratio_row(f"{name} b{BATCH} sparse on vs off ({off})", per[off], per[on_spec], None, "reported",
+                          f"the file {smaller:.1f}x smaller with sparse=true"))
     return rows

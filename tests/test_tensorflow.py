@@ -24,6 +24,7 @@ TF_PIPELINES = [
     "prune(0.8) + cluster(16) + qat + tflite", "int8-static + edgetpu", "tflite + edgetpu",
     "int8-static + tf-micro(flash_kb=512, ram_kb=64)", "int8-static + tf-micro(flash_kb=64, ram_kb=64)", "tfjs",
     "bf16", "bf16 + xla", "bf16 + tflite",
+    "prune(0.8) + tflite", "prune(0.8) + tflite(sparse=true)", "int8-static + tflite(sparse=true)",
 ]
 
 
@@ -187,6 +188,83 @@ def test_prune_then_full_int8_is_ten_times_smaller_gzipped_at_one_point(rows):
     assert row["metric_delta"] >= -0.01
     # TF-MOT reports about 10x for prune + quantize on MNIST; the benchmark holds the 1/10 goal
     assert base["size_gzip_bytes"] / row["size_gzip_bytes"] >= 9.5
+
+
+def test_sparse_tflite_stores_pruned_weights_sparse_and_records_xnnpacks_decision(rows, tf_study):
+    """tflite(sparse=true): the converter's sparsity encoding — the same function in a far smaller file — and the
+    row says whether XNNPACK takes its sparse path (digits-keras cannot: a 1-channel, stride-1 stem)."""
+    dense, sparse = rows.loc["prune(0.8) + tflite"], rows.loc["prune(0.8) + tflite(sparse=true)"]
+    assert dense["status"] == sparse["status"] == "ok", (dense["error"], sparse["error"])
+    assert sparse["metric"] == dense["metric"]
+    assert sparse["size_bytes"] < 0.35 * dense["size_bytes"]  # measured 255 KB against 970 KB
+    assert sparse["params"] == dense["params"] and sparse["sparsity"] >= 0.75  # counted at the dense shape
+    assert "sparse weights (XNNPACK sparse path declined)" in sparse["engine"]
+    assert "stored sparse" in sparse["notes"] and "1 input channel(s)" in sparse["notes"]
+    assert "sparse" not in dense["engine"]
+    profile = wb.device(measure=False)
+    if profile.arch == "x86_64" and profile.has("avx"):
+        assert "AVX CPU" in sparse["notes"]
+    x = tf_study.task.sample(16)
+    a = tf_study.handle("prune(0.8) + tflite").predict(x)
+    b = tf_study.handle("prune(0.8) + tflite(sparse=true)").predict(x)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    refused = rows.loc["int8-static + tflite(sparse=true)"]
+    assert refused["status"] == "unsupported" and "prune(0.8) + tflite(sparse=true)" in refused["error"]
+
+
+def _mobilenet_tflite(zero_fraction=0.85, stem_padding="explicit", pool="mean", extra=None):
+    """The zoo's MobileNet shape, untrained (the check reads structure), its 1x1 kernels zeroed to
+    `zero_fraction`, converted with tflite(sparse=true)'s converter setting."""
+    from workbench.zoo.digits_keras import build
+
+    layers = keras.layers
+    model = build("digits-keras-mobilenet")
+    body = [layer for layer in model.layers]
+    if stem_padding == "same":  # the stem as TensorFlow's SAME at stride 2
+        body = [layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False)] + body[2:]
+    if extra is not None:
+        body.insert(6, extra)
+    if pool != "mean":
+        body[-2:] = [layers.Flatten(), layers.Dense(10)]
+    model = keras.Sequential([keras.Input((32, 32, 3)), *body])
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D) and not isinstance(layer, layers.DepthwiseConv2D) \
+                and layer.kernel_size == (1, 1):
+            w = layer.get_weights()[0]
+            w[rng.random(w.shape) < zero_fraction] = 0
+            layer.set_weights([w])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    return converter.convert()
+
+
+def test_the_sparse_check_accepts_a_mobilenet_shape_and_names_what_breaks_it():
+    import dataclasses
+
+    from workbench.backends.keras.litert import LiteModel
+    from workbench.backends.keras.sparse import check
+
+    profile = wb.device(measure=False)
+    arm = dataclasses.replace(profile, arch="aarch64", isa=("neon",), cpu_model="Cortex-A78")
+    avx = dataclasses.replace(profile, arch="x86_64", isa=("sse4_2", "avx", "avx2"), cpu_model="Some x86")
+    good = _mobilenet_tflite()
+    on_arm = check(good, arm)
+    assert on_arm.expected and on_arm.model_reasons == () and on_arm.sparse_weights >= 5
+    assert on_arm.zero_fraction == pytest.approx(0.85, abs=0.02)
+    on_avx = check(good, avx)
+    assert not on_avx.expected and on_avx.model_reasons == () and "AVX CPU (Some x86)" in on_avx.summary()
+    # what breaks it, each named
+    assert any("only 50%" in r for r in check(_mobilenet_tflite(zero_fraction=0.5), arm).model_reasons)
+    assert any("padding='same' at stride 2" in r
+               for r in check(_mobilenet_tflite(stem_padding="same"), arm).model_reasons)
+    pooled = check(_mobilenet_tflite(extra=keras.layers.MaxPooling2D(1)), arm).model_reasons
+    assert any(r.startswith("MAX_POOL_2D (op") and "sparse operator set" in r for r in pooled), pooled
+    assert any("no MEAN" in r for r in check(_mobilenet_tflite(pool="flatten"), arm).model_reasons)
+    # a .tflite file as given: the sparse weights are found and counted at their dense shape
+    lite = LiteModel.from_file(good)
+    assert lite.sparse and "sparse weights (XNNPACK sparse path" in lite.engine
+    assert lite.weight_stats().params > 100_000 and lite.weight_stats().nonzero_params < 0.5 * lite.weight_stats().params
 
 
 def test_clustering_shrinks_the_gzipped_keras_file_four_times_at_one_point(rows):

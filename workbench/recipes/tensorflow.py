@@ -26,14 +26,18 @@ from .base import Recipe, check_choice, check_range, register_recipe
 class Tflite(Recipe):
     """Convert a Keras model to a float32 TFLite flatbuffer (int8 after `qat`), run in the LiteRT interpreter.
     `xnnpack` runs the interpreter with (true) or without (false) the XNNPACK delegate, so its effect can be
-    measured; after a quantizing converter (`int8-static + tflite(xnnpack=false)`) it only sets that."""
+    measured; after a quantizing converter (`int8-static + tflite(xnnpack=false)`) it only sets that.
+    `sparse` stores pruned weights sparse (the converter's EXPERIMENTAL_SPARSITY: a smaller file) so that XNNPACK
+    may run its sparse kernels; the row says whether it will, and why not (`backends/keras/sparse.py`)."""
 
     name = "tflite"
     kind = "runtime"
     formats = ("keras", "tflite")
-    summary = "convert to a TFLite flatbuffer, run in the LiteRT interpreter (xnnpack on/off; int8 after qat)"
+    summary = ("convert to a TFLite flatbuffer, run in the LiteRT interpreter (xnnpack on/off; sparse=true keeps "
+               "pruned weights sparse; int8 after qat)")
 
     xnnpack: bool = True
+    sparse: bool = False
 
 
 @register_recipe

@@ -44,14 +44,18 @@ for _name in ("digits-cnn", "digits-mlp", "digits-cnn32"):
     register(_name, _digits(_name))
 
 
-def _digits_keras(split: str = "val"):
-    """A Keras 3 CNN on the same digits split (channels-last), for the TensorFlow path."""
-    from .digits_keras import load as load_keras
+def _digits_keras(name: str) -> Callable[..., Any]:
+    """Keras 3 CNNs on the same digits split (channels-last), for the TensorFlow path (see digits_keras.py)."""
+    def loader(split: str = "val"):
+        from .digits_keras import load as load_keras
 
-    return load_keras(split)
+        return load_keras(split, name)
+
+    return loader
 
 
-register("digits-keras", _digits_keras)
+for _name in ("digits-keras", "digits-keras-mobilenet"):
+    register(_name, _digits_keras(_name))
 
 
 def _minilm(split: str = "val"):

@@ -139,6 +139,9 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if recipe.name == "fp16":
         converter.target_spec.supported_types = [tf.float16]
+    sparse = isinstance(recipe, Tflite) and recipe.sparse
+    if sparse:  # weights at least 30% zero are stored sparse, each behind a DENSIFY op
+        converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if isinstance(recipe, Int8Static):
         converter.representative_dataset = representative(spec, handle, context, recipe.calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -176,7 +179,9 @@ def convert(recipe: Tflite | Int8Dynamic | Int8Static | Fp16, handle: KerasModel
         notes.append(f"{spec}: on a Keras model this is TFLite's converter")
     notes.append(f"{spec}: accuracy and latency measured in the LiteRT interpreter")
     xnnpack = recipe.xnnpack if isinstance(recipe, Tflite) else True
-    lite = LiteModel(model, handle, precision=precision, xnnpack=xnnpack, notes=tuple(notes))
+    lite = LiteModel(model, handle, precision=precision, xnnpack=xnnpack, sparse=sparse, notes=tuple(notes))
+    if sparse:
+        lite = lite.evolve(notes=lite.notes + _sparse_notes(spec, lite))
     if recipe.name in ("int8-static", "int8-dynamic") and not handle.subclassed:  # subclassed: no layer graph
         names = _op_names(lite)
         skipped = set(kept) if denied else set()
@@ -215,9 +220,22 @@ def _denylist(recipe: Int8Static, handle: KerasModel, spec: str) -> tuple[list[s
     return [node for node, layer in names.items() if layer in skip], [n for n in dict.fromkeys(names.values()) if n in skip]
 
 
+def _sparse_notes(spec: str, lite: LiteModel) -> tuple[str, ...]:
+    checked = lite.sparse_check
+    if not checked.sparse_weights:
+        return (f"{spec}: {checked.summary()}",)
+    return (f"{spec}: {checked.sparse_weights} weight tensor(s) stored sparse ({len(lite.payload) / 1024:.0f} KB file)",
+            f"{spec}: {checked.summary()}" + ("" if lite.xnnpack else
+                                               "; with XNNPACK off the builtin kernels densify them at load"))
+
+
 @register_handler(Tflite, "tflite")
 def interpreter_options(recipe: Tflite, handle: LiteModel, context: ApplyContext) -> LiteModel:
     """`tflite` on a model that is already a flatbuffer: only how the interpreter runs it (XNNPACK on or off)."""
+    if recipe.sparse and not handle.sparse:
+        raise UnsupportedError(recipe.to_spec(), "weights are stored sparse when a Keras model is converted; this "
+                                                 "model is already a flatbuffer with dense weights: put sparse=true "
+                                                 "on the conversion, e.g. 'prune(0.8) + tflite(sparse=true)'")
     return handle.evolve(xnnpack=recipe.xnnpack, _interpreters={})
 
 

@@ -75,8 +75,9 @@ class LiteModel(ThreadedRuntime, ModelHandle):
     runtime = "litert"
 
     def __init__(self, model: bytes, source: ModelHandle | None, *, precision: str, xnnpack: bool = True,
-                 notes: tuple[str, ...] = (), example_input: Any = None):
+                 sparse: bool = False, notes: tuple[str, ...] = (), example_input: Any = None):
         self.payload, self.source, self.precision, self.xnnpack = model, source, precision, xnnpack
+        self.sparse = sparse  # weights stored sparse (DENSIFY ops): see sparse_check
         self.notes = notes
         self.framework = source.framework if source is not None else "tflite"
         self.example_input = source.example_input if source is not None else example_input
@@ -89,13 +90,18 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         """A .tflite file as given: its precision read from its tensors (int8 if any constant is int8, fp16 if
         weights are float16), no Keras source (no FLOP count, no per-layer names)."""
         try:
-            dtypes = {values.dtype for _, values in constant_tensors(parse(model)) if values.size > 1}
+            constants = list(constant_tensors(parse(model)))
         except Exception as exc:
             raise DataError(f"not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+        dtypes = {values.dtype for _, values in constants if values.size > 1}
         precision = "int8" if dtypes & {np.dtype(np.int8), np.dtype(np.uint8)} else \
             "fp16" if np.dtype(np.float16) in dtypes else "fp32"
-        return cls(model, None, precision=precision, example_input=example_input,
+        lite = cls(model, None, precision=precision, example_input=example_input,
+                   sparse=any(tensor.sparsity is not None for tensor, _ in constants),
                    notes=("a .tflite file as given: FLOPs are not counted (no source graph)",))
+        if lite.sparse_check is not None:
+            lite.notes += (lite.sparse_check.summary(),)
+        return lite
 
     def __getstate__(self) -> dict:
         """Interpreters do not pickle: a worker makes its own (the flatbuffer is what travels)."""
@@ -106,7 +112,25 @@ class LiteModel(ThreadedRuntime, ModelHandle):
     @property
     def engine(self) -> str:  # type: ignore[override]
         # the thread count is the row's `threads`: each interpreter is made inside session(threads)
-        return f"LiteRT {version_of('ai-edge-litert')} interpreter, XNNPACK {'on' if self.xnnpack else 'off'}"
+        engine = f"LiteRT {version_of('ai-edge-litert')} interpreter, XNNPACK {'on' if self.xnnpack else 'off'}"
+        if self.sparse_check is None:
+            return engine
+        if not self.sparse_check.sparse_weights:
+            return engine + ", no weight stored sparse"
+        if not self.xnnpack:
+            return engine + ", sparse weights densified at load"
+        return engine + f", sparse weights (XNNPACK sparse path {self.sparse_check.verdict})"
+
+    @cached_property
+    def sparse_check(self) -> Any:
+        """What the file and this CPU say about XNNPACK's sparse path (a `sparse.SparseCheck`); None for a
+        flatbuffer with no sparse weights."""
+        if not self.sparse:
+            return None
+        from ...profiling.device import device
+        from .sparse import check
+
+        return check(self.payload, device(measure=False))
 
     @cached_property
     def io(self) -> tuple[dict, dict]:
@@ -176,7 +200,15 @@ class LiteModel(ThreadedRuntime, ModelHandle):
         return lite_times(self, batch, threads, **kwargs)
 
     def weight_stats(self) -> WeightStats:
-        """Float and int8 constant tensors of more than one value (int32 biases and shapes left out)."""
+        """Float and int8 constant tensors of more than one value (int32 biases and shapes left out); a weight
+        stored sparse counts as its dense shape, the values it leaves out as zeros."""
+        def dense(tensor: Any, values: np.ndarray) -> np.ndarray:
+            shape = ints(tensor.shape)
+            missing = int(np.prod(shape)) - values.size if tensor.sparsity is not None else 0
+            if missing <= 0:
+                return values
+            return np.concatenate([values.ravel(), np.zeros(missing, values.dtype)]).reshape(shape)
+
         return WeightStats.from_arrays(
-            values for _, values in constant_tensors(parse(self.payload))
+            dense(tensor, values) for tensor, values in constant_tensors(parse(self.payload))
             if values.size > 1 and values.dtype in (np.float32, np.float16, np.int8, np.uint8))
