@@ -5,7 +5,7 @@ digits-keras            conv-bn-relu ×4 (32, 64, 128, 128 filters) on 8×8×1, 
                         average pool, Dense(10) logits: ≈ 242k parameters.
 digits-keras-mobilenet  a MobileNet-v1-shaped CNN on the digits upsampled to 32×32 with the gray value in all three
                         channels: a 3x3 stride-2 RGB stem, five depthwise-separable blocks (64–256 channels), global
-                        average pool, Dense(10): ≈ 120k parameters. The shape XNNPACK's sparse path takes
+                        average pool, Dense(10): ≈ 137k parameters. The shape XNNPACK's sparse path takes
                         (backends/keras/sparse.py), explicit padding before each stride-2 layer.
 """
 
