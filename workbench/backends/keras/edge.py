@@ -15,7 +15,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.tensorflow import EdgeTpu, TfMicro
-from .litert import LiteModel, constant_tensors, ints, op_names, parse, type_names
+from .litert import LiteModel, builtin_code, constant_tensors, ints, op_names, parse, type_names
 
 #: ops the EdgeTPU compiler maps (coral.ai/docs/edgetpu/models-intro, "Supported operations")
 EDGETPU_OPS = frozenset({
@@ -50,8 +50,7 @@ def edgetpu_report(model: bytes) -> EdgeTpuReport:
         inputs, outputs = set(ints(subgraph.inputs)), set(ints(subgraph.outputs))
         for i, op in enumerate(subgraph.operators or []):
             count += 1
-            code = tree.operatorCodes[op.opcodeIndex]
-            name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"CUSTOM({code.customCode!r})")
+            name = names.get(builtin_code(tree, op), f"CUSTOM({tree.operatorCodes[op.opcodeIndex].customCode!r})")
             where = f"op {i} {name}"
             op_inputs = [t for t in ints(op.inputs) if t >= 0]  # -1: an optional input left out
             op_outputs = ints(op.outputs)

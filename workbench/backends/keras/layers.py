@@ -114,7 +114,7 @@ def _candidates(segment: str) -> list[str]:
 
 def op_layers(handle: Any) -> list[tuple[int, str, str, int]]:
     """(op index, op name, the Keras layer it ends in — or QDQ / '' —, its output tensor index) for every op."""
-    from .litert import op_names, parse
+    from .litert import builtin_code, op_names, parse
 
     tree = parse(handle.payload)
     subgraph = tree.subgraphs[0]
@@ -126,8 +126,7 @@ def op_layers(handle: Any) -> list[tuple[int, str, str, int]]:
     last = -1
     out = []
     for index, op in enumerate(subgraph.operators or []):
-        code = tree.operatorCodes[op.opcodeIndex]
-        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        kind = names.get(builtin_code(tree, op), "CUSTOM")
         tensor = int(op.outputs[0])
         if kind in QDQ_OPS:
             out.append((index, kind, QDQ, tensor))

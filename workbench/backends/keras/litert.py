@@ -43,6 +43,13 @@ def op_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
+def builtin_code(tree: Any, op: Any) -> int:
+    """An operator's builtin code: the larger of `builtinCode` and the int8 `deprecatedBuiltinCode`, which files
+    written before the schema widened the field fill alone (key of `op_names()`)."""
+    code = tree.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def ints(values: Any) -> list[int]:
     """A schema field of indices or dimensions (a NumPy array, or None where the file leaves it out) as ints."""
     return [] if values is None else [int(v) for v in values]

@@ -70,13 +70,12 @@ def cpu_reason(profile: Any) -> str | None:
 
 
 def check(model: bytes, profile: Any) -> SparseCheck:
-    from .litert import constant_tensors, ints, op_names, parse, type_names
+    from .litert import builtin_code, constant_tensors, ints, op_names, parse, type_names
 
     tree = parse(model)
     graph = tree.subgraphs[0]
     codes = op_names()
-    ops = [(i, codes.get(tree.operatorCodes[op.opcodeIndex].builtinCode, "?"), op)
-           for i, op in enumerate(graph.operators or [])]
+    ops = [(i, codes.get(builtin_code(tree, op), "CUSTOM"), op) for i, op in enumerate(graph.operators or [])]
     densified = {int(op.outputs[0]): int(op.inputs[0]) for _, name, op in ops if name == "DENSIFY"}
     tensors = graph.tensors
     values = {id(t): v for t, v in constant_tensors(tree)}
