@@ -19,8 +19,9 @@ SPEED = ["tflite", "tflite(xnnpack=false)", "int8-dynamic", "fp16", "int8-static
 SIZE_GOALS = {"prune(0.8) + int8-static": 10.0, "cluster(16)": 4.0, "prune(0.8) + cluster(16) + qat + tflite": None,
               "int8-static": None}
 BATCH = 32
-#: sparse inference on / off: pipeline -> its label; each is timed against the dense, unpruned 'tflite'
-SPARSE = {"prune(0.8) + tflite(sparse=true)": "sparse on", "prune(0.8) + tflite": "sparse off (zeros stored dense)"}
+#: sparse inference on / off, each timed against the dense, unpruned 'tflite' and against each other
+SPARSE_ON, SPARSE_OFF = "prune(0.8) + tflite(sparse=true)", "prune(0.8) + tflite"
+SPARSE = {SPARSE_ON: "sparse on", SPARSE_OFF: "sparse off (zeros stored dense)"}
 SPARSE_MODELS = ("digits-keras", "digits-keras-mobilenet")
 
 
@@ -84,22 +85,21 @@ def _sparse_rows(name: str, rounds: int, timing: TimingConfig, threads: int) -> 
             runners[p] = handle.runner(x)
             outputs[p] = handle.predict(x)
     per = interleaved_p50(runners, rounds, timing)
-    on = study.handle("prune(0.8) + tflite(sparse=true)")
-    same = np.array_equal(outputs["prune(0.8) + tflite"], outputs["prune(0.8) + tflite(sparse=true)"])
+    checked = study.handle(SPARSE_ON).sparse_check
+    same = np.array_equal(outputs[SPARSE_OFF], outputs[SPARSE_ON])
     rows = []
     for p, label in SPARSE.items():
         r = frame.loc[p]
         detail = (f"acc {100 * (r['metric'] - frame.loc['tflite', 'metric']):+.1f} pt, file "
                   f"{r['size_bytes'] / 1024:.0f} KB vs {frame.loc['tflite', 'size_bytes'] / 1024:.0f} KB, p50 "
                   f"{np.median(per[p]):.3f} ms (dense {np.median(per['tflite']):.3f} ms)")
-        if p == "prune(0.8) + tflite(sparse=true)":
-            detail += (f"; XNNPACK sparse path {on.sparse_check.verdict}, outputs "
+        if p == SPARSE_ON:
+            detail += (f"; XNNPACK sparse path {checked.verdict}, outputs "
                        f"{'bit-identical to' if same else 'differ from'} the dense-zeros file; "
-                       f"{on.sparse_check.summary()[:160]}")
+                       f"{checked.summary()[:160]}")
         rows.append(ratio_row(f"{name} b{BATCH} {p} ({label}) speed-up vs dense tflite", per["tflite"], per[p],
                               None, "reported", detail))
-    off, on_spec = "prune(0.8) + tflite", "prune(0.8) + tflite(sparse=true)"
-    smaller = frame.loc[off, "size_bytes"] / frame.loc[on_spec, "size_bytes"]
-    rows.append(ratio_row(f"{name} b{BATCH} sparse on vs off ({off})", per[off], per[on_spec], None, "reported",
-                          f"the file {smaller:.1f}x smaller with sparse=true"))
+    smaller = frame.loc[SPARSE_OFF, "size_bytes"] / frame.loc[SPARSE_ON, "size_bytes"]
+    rows.append(ratio_row(f"{name} b{BATCH} sparse on vs off ({SPARSE_OFF})", per[SPARSE_OFF], per[SPARSE_ON], None,
+                          "reported", f"the file {smaller:.1f}x smaller with sparse=true"))
     return rows

@@ -163,14 +163,11 @@ def check(model: bytes, profile: Any) -> SparseCheck:
                 reasons.append(f"{name} (op {i}) {problem}")
             if name == "CONV_2D" and kernel_of(op)[:2] == (1, 1):
                 weight = int(op.inputs[1])
-                source = tensors[densified.get(weight, weight)]
                 dense = int(np.prod(shape(weight)))
-                stored = values.get(id(source))
-                if weight in densified:  # the sparse tensor stores its non-zero values only (block size 1)
-                    nonzero = int(np.asarray(stored).size) if stored is not None else dense
-                else:
-                    nonzero = int(np.count_nonzero(stored)) if stored is not None else dense
-                zeros += dense - nonzero
+                stored = values.get(id(tensors[densified.get(weight, weight)]))
+                # a sparse tensor stores its non-zero values only (block size 1); a dense one, all of them
+                nonzero = dense if stored is None else stored.size if weight in densified else np.count_nonzero(stored)
+                zeros += dense - int(nonzero)
                 total += dense
         if end is None:
             reasons.append("no MEAN over H and W (a global average pool) or DEPTH_TO_SPACE ends the sparse subgraph")
