@@ -509,8 +509,9 @@ def test_tflite_per_layer_view_matches_keras_layers_and_adds_up(tf_study, spec):
     assert frame.loc[convs, "flags"].str.contains("fused").all()
     final = frame.loc[dense, "sqnr_db"]
     assert (final > 100) if spec == "tflite" else (25 < final < 80)  # float rounding vs int8 noise
-    # prefix models (LiteRT has no per-op profile): differences of whole-model timings, measured 0.91-1.24 of the
-    # median across runs for the TFLite rows and 0.88-1.19 for the Keras baseline (TensorFlow's per-call dispatch)
+    # prefix models (LiteRT has no per-op profile): differences of prefix medians, so the layers add up to the
+    # full-length prefix, timed against the whole model; measured 0.975-1.020 for the TFLite rows and 0.909-1.107
+    # for the Keras baseline (TensorFlow's per-call dispatch) with two busy-loops on this machine's two cores
     assert abs(1 - view.coverage) <= 0.3 and abs(1 - view.baseline_coverage) <= 0.3, view.frame
     if spec == "int8-static":
         assert "(quantize/dequantize)" in frame.index and (frame.loc[convs, "precision"] == "int8").all()
