@@ -36,7 +36,7 @@ def test_no_cell_fails(cells):
 def test_every_cell_that_runs_keeps_the_float_models_outputs(cells):
     short = []
     for cell in (c for c in cells if c["status"] == "ok"):
-        cosine, least = cell["cosine"], coverage.bound(cell["pipeline"])
+        cosine, least = cell["cosine"], coverage.bound(cell["pipeline"], cell["framework"])
         if cosine is None or not math.isfinite(cosine) or (least is not None and cosine < least):
             short.append(f"{_where(cell)}: cosine {cosine} < {least}")
     assert not short, "\n".join(short)

@@ -39,7 +39,16 @@ def autocast(recipe: Autocast, handle: TorchModel, context: ApplyContext) -> Tor
     if not torch.amp.is_autocast_available(device_type):
         raise UnsupportedError(spec, f"torch.autocast is not available on {device_type}")
     notes = handle.notes + (f"{spec}: weights stay fp32; matmuls and convolutions run in {recipe.dtype}",)
-    return handle.evolve(autocast_dtype=dtype, precision=f"amp-{recipe.dtype}", notes=notes)
+    new = handle.evolve(autocast_dtype=dtype, precision=f"amp-{recipe.dtype}", notes=notes)
+    sample = context.task.sample(1) if context.task is not None else handle.example_input
+    if sample is not None:
+        try:  # oneDNN has no bf16 LSTM on a CPU without avx512_bf16 / AMX: it says so only when it runs
+            new.predict(sample)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise UnsupportedError(spec, f"torch.autocast({recipe.dtype}) cannot run this model on {device_type}: "
+                                         f"{first}") from None
+    return new
 
 
 @register_handler(Tf32, "torch")
