@@ -10,7 +10,7 @@ MODEL   ?= digits-cnn
 
 PORT    ?= 8866
 
-.PHONY: run sweep test lint bench setup setup-dev browser clean coverage-table
+.PHONY: run sweep test lint bench setup setup-dev browser tfjs clean coverage-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ setup-dev: $(BIN)/python
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# TF.js for the tfjs runtime, beside the main install, never in it: the converter in its own venv (tfjs/.venv,
+# it needs an older TensorFlow) and TF.js's npm packages (tfjs/node_modules), run by Node.js (apt's if none).
+tfjs: tfjs/.venv/bin/tensorflowjs_converter tfjs/node_modules/.package-lock.json
+
+tfjs/.venv/bin/tensorflowjs_converter: tfjs/requirements.txt
+	$(PYTHON) -m venv tfjs/.venv
+	tfjs/.venv/bin/python -m pip install -q -r tfjs/requirements.txt
+	@touch $@
+
+tfjs/node_modules/.package-lock.json: tfjs/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	npm ci --prefix tfjs --no-audit --no-fund --ignore-scripts --loglevel=error
+
 # The main job: the dashboard (Voila) on the default model, at http://127.0.0.1:$(PORT)/
 run: setup
 	$(BIN)/workbench app --model $(MODEL) --port $(PORT)
@@ -35,7 +48,7 @@ sweep: setup
 	$(BIN)/workbench device
 	$(BIN)/workbench run --model $(MODEL) --recipes "$(RECIPES)" --out artifacts/results.csv
 
-test: setup-dev browser
+test: setup-dev browser tfjs
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -46,8 +59,8 @@ coverage-table: setup-dev
 lint: setup-dev
 	$(BIN)/ruff check .
 
-bench: setup-dev browser
+bench: setup-dev browser tfjs
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache
+	rm -rf $(VENV) artifacts .pytest_cache tfjs/.venv tfjs/node_modules

@@ -1,6 +1,6 @@
 """The TensorFlow path on digits-keras: each TFLite variant's latency against the Keras fp32 model
 (interleaved rounds, median and IQR of the per-round ratios, XNNPACK on and off), XLA, and the TF-MOT
-size goals — gzip of `prune(0.8) + int8-static` at most 1/10 of the fp32 Keras file, `cluster(16)` at most
+size goals (TF.js in Node.js among the runtimes) — gzip of `prune(0.8) + int8-static` at most 1/10 of the fp32 Keras file, `cluster(16)` at most
 1/4 — each at most 1 point of accuracy lost; and XNNPACK's sparse inference: `prune(0.8) + tflite(sparse=true)`
 against the dense flatbuffer, pruned and not, on digits-keras and on the MobileNet-shaped digits-keras-mobilenet
 (the shape its sparse path takes), with the row's prediction of whether XNNPACK took it and a check of the
@@ -14,7 +14,8 @@ from workbench.profiling import TimingConfig
 from .harness import Row, interleaved_p50, ratio_row
 
 SPEED = ["tflite", "tflite(xnnpack=false)", "int8-dynamic", "fp16", "int8-static",
-         "int8-static + tflite(xnnpack=false)", "xla", "prune(0.8) + int8-static", "qat + tflite"]
+         "int8-static + tflite(xnnpack=false)", "xla", "prune(0.8) + int8-static", "qat + tflite",
+         "tfjs", "tfjs(quantize=uint8)"]  # TF.js in Node.js (wasm backend): unsupported rows where `make tfjs` is not run
 #: pipeline -> minimum gzip reduction against the fp32 Keras file, at <= 1 point accuracy loss
 SIZE_GOALS = {"prune(0.8) + int8-static": 10.0, "cluster(16)": 4.0, "prune(0.8) + cluster(16) + qat + tflite": None,
               "int8-static": None}

@@ -317,7 +317,53 @@ def test_edge_checks_name_their_findings(rows):
     assert fits["status"] == "ok" and "fits" in fits["notes"]
     small = rows.loc["int8-static + tf-micro(flash_kb=64, ram_kb=64)"]
     assert small["status"] == "unsupported" and "does not fit" in small["error"] and "64 KB flash" in small["error"]
-    assert rows.loc["tfjs", "status"] == "unsupported" and "tensorflowjs" in rows.loc["tfjs", "error"]
+
+
+def test_tfjs_runs_in_node_with_the_tasks_accuracy_and_names_the_backend_that_ran(rows):
+    row, tflite = rows.loc["tfjs"], rows.loc["tflite"]
+    assert row["status"] == "ok", row["error"]
+    assert abs(row["metric"] - rows.loc["baseline", "metric"]) <= 0.005 and row["fidelity_cosine"] > 0.9999
+    assert row["engine"].startswith("TF.js 4.22.0 wasm backend") and "Node.js v" in row["engine"]
+    assert "pipe round trip" in row["notes"] and "1 thread whatever the study's threads" in row["notes"]
+    assert "other processes kept" not in row["notes"]  # Node's CPU time is the timing's own, not other load
+    assert row["latency_ms_p50"] > 0 and 0.9 < row["size_bytes"] / tflite["size_bytes"] < 1.1  # float32 both
+    assert row["params"] == tflite["params"]
+
+
+def test_tfjs_quantized_weights_and_the_cpu_backend(tf_study, rows):
+    small = tf_study.trial("tfjs(quantize=uint8)")
+    assert small["status"] == "ok", small["error"]
+    assert small["size_bytes"] < 0.3 * rows.loc["tfjs", "size_bytes"]
+    assert abs(small["metric"] - rows.loc["baseline", "metric"]) <= 0.01 and small["fidelity_cosine"] > 0.999
+    assert "weights stored uint8" in small["notes"] and small["precision"] == "fp32"  # dequantized at load
+    plain = tf_study.trial("tfjs(backend=cpu)")
+    assert plain["status"] == "ok" and "cpu backend (plain JavaScript)" in plain["engine"]
+    assert plain["fidelity_cosine"] > 0.9999
+    # no XNNPACK: the plain-JavaScript kernels are the slow fallback a page without WebAssembly gets
+    assert plain["latency_ms_p50"] > 3 * rows.loc["tfjs", "latency_ms_p50"]
+
+
+def test_tfjs_without_its_tools_is_an_unsupported_row_that_says_how_to_install_them(keras_zoo, tmp_path,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("WORKBENCH_TFJS_HOME", str(tmp_path))
+    model, task = keras_zoo
+    row = wb.Study(model, task, timing=FAST).trial("tfjs(quantize=float16)")
+    assert row["status"] == "unsupported" and "make tfjs" in row["error"] and str(tmp_path) in row["error"]
+
+
+def test_a_tfjs_model_keeps_its_node_process_to_itself(tf_study):
+    import pickle
+
+    import psutil
+
+    handle = tf_study.handle("tfjs")
+    pid = handle.node().process.pid
+    copy = pickle.loads(pickle.dumps(handle))  # what a worker gets: the files, not the process
+    assert copy._node is None and copy.helper_processes() == ()
+    assert np.allclose(copy.predict(tf_study.task.sample(4)), handle.predict(tf_study.task.sample(4)), atol=1e-5)
+    other = copy.node().process.pid
+    copy.stop()
+    assert not psutil.pid_exists(other) and psutil.pid_exists(pid)
 
 
 def test_micro_arena_estimate_counts_the_live_activations():

@@ -252,8 +252,9 @@ class InferenceBench(Bench):
 
         def timed():
             with handle.session(self.threads):
-                return measure_latency(handle.runner(batch), self.config.timing, sync=handle.synchronize,
-                                       threads=self.threads)
+                runner = handle.runner(batch)
+                return measure_latency(runner, self.config.timing, sync=handle.synchronize, threads=self.threads,
+                                       helpers=handle.helper_processes())
 
         stats = self._stage("latency", timed)
         row.update(stats.as_row())

@@ -54,7 +54,8 @@ class ModelHandle(abc.ABC):
     - `format`: what the payload is — the key recipe handlers are registered under (torch, torchscript,
       executorch, onnx, keras, tflite); `runtime` is what runs it and `framework` the one it came from;
     - `prepare(batch)`: task inputs → what the runtime takes (done ahead of the timed call);
-    - `predict`, `runner`, `serialize`, `weight_stats`, `flops`, `peak_memory`, `session`, `fingerprint`;
+    - `predict`, `runner`, `serialize`, `weight_stats`, `flops`, `peak_memory`, `session`, `fingerprint`,
+      `helper_processes`;
     - `lineage`: the recipes applied, in order (appended by `Recipe.apply`, never by a handler);
     - `source`: the handle it was converted or exported from (None for a model as given).
     """
@@ -153,6 +154,11 @@ class ModelHandle(abc.ABC):
 
     def synchronize(self) -> None:
         """Wait for queued device work (CUDA); a no-op on the CPU."""
+
+    def helper_processes(self) -> tuple[int, ...]:
+        """Ids of the processes that run this model's inference for it (a runtime outside Python), whose CPU time
+        is the timing's own, not other load."""
+        return ()
 
     def evolve(self, **changes: Any) -> ModelHandle:
         """A copy with some attributes replaced (recipes build their result this way)."""

@@ -192,9 +192,21 @@ def _busy_cores_seconds() -> float | None:
     return busy
 
 
-def _own_cpu_seconds() -> float:
+def _own_cpu_seconds(helpers: tuple[int, ...] = ()) -> float:
+    """This process's CPU seconds, and those of the helper processes doing its timed work (a runtime in another
+    process, such as TF.js in Node.js)."""
     t = os.times()
-    return t.user + t.system
+    own = t.user + t.system
+    if helpers:
+        import psutil
+
+        for pid in helpers:
+            try:
+                times = psutil.Process(pid).cpu_times()
+                own += times.user + times.system
+            except psutil.Error:
+                pass
+    return own
 
 
 def _threads_in_use() -> int:
@@ -219,13 +231,15 @@ def load_of_others(busy: float | None, own: float, wall_s: float, threads: int) 
 
 
 def measure_latency(fn: Callable[[], object], config: TimingConfig | None = None,
-                    sync: Callable[[], None] | None = None, threads: int | None = None) -> LatencyStats:
+                    sync: Callable[[], None] | None = None, threads: int | None = None,
+                    helpers: tuple[int, ...] = ()) -> LatencyStats:
     """Time `fn()`; `sync` (e.g. torch.cuda.synchronize) runs after each call so the device work counts. The timed
-    calls hold the machine-wide measurement lock; `threads` (default: torch's) is what contention is judged by."""
+    calls hold the machine-wide measurement lock; `threads` (default: torch's) is what contention is judged by, and
+    the CPU time of `helpers` (process ids doing the work for `fn`) counts as the timing's own."""
     with measurement_lock() as lock:
-        busy0, own0, wall0 = _busy_cores_seconds(), _own_cpu_seconds(), time.perf_counter()
+        busy0, own0, wall0 = _busy_cores_seconds(), _own_cpu_seconds(helpers), time.perf_counter()
         stats = _measure(fn, config or TimingConfig(), sync or (lambda: None))
-        busy1, own1, wall = _busy_cores_seconds(), _own_cpu_seconds(), time.perf_counter() - wall0
+        busy1, own1, wall = _busy_cores_seconds(), _own_cpu_seconds(helpers), time.perf_counter() - wall0
     others, contended = load_of_others(None if busy0 is None or busy1 is None else busy1 - busy0, own1 - own0, wall,
                                        threads or _threads_in_use())
     if lock.get("timed_out"):

@@ -6,7 +6,7 @@ Configs only; the handlers live in workbench.backends.keras.
     xla               the Keras model under tf.function(jit_compile=True)
     edgetpu           check: can the EdgeTPU compiler map every op (all int8, supported kinds)?
     tf-micro          check: does the model fit a microcontroller's flash and RAM?
-    tfjs              export for TensorFlow.js (needs the tensorflowjs converter)
+    tfjs              TensorFlow.js graph model run by TF.js in Node.js (wasm or cpu backend)
 
 TFLite's quantized converters are the precision recipes on a Keras model: `int8-dynamic` (dynamic range),
 `int8-static` (full integer, representative dataset), `fp16` (float16 weights). The names tflite-dynamic,
@@ -95,14 +95,19 @@ class TfMicro(_Target):
 @register_recipe
 @dataclass(frozen=True)
 class Tfjs(Recipe):
-    """Export to TensorFlow.js (graph model) and report its size; `quantize` = none | uint8 | float16."""
+    """Convert a Keras model to a TensorFlow.js graph model and run it with TF.js in Node.js. `backend`: wasm
+    (XNNPACK compiled to WebAssembly, what a web page gets) or cpu (plain JavaScript, TF.js's fallback).
+    `quantize` = none | uint8 | float16 stores the weights smaller; TF.js dequantizes them to float32 at load.
+    The converter runs in its own environment (`make tfjs`; see workbench.backends.tfjs.tools)."""
 
     name = "tfjs"
     kind = "runtime"
     formats = ("keras",)
-    summary = "export for TensorFlow.js (size; needs the tensorflowjs converter)"
+    summary = "TF.js graph model run by TF.js in Node.js (wasm or cpu backend; `make tfjs` installs it)"
 
     quantize: str = "none"
+    backend: str = "wasm"
 
     def validate(self) -> None:
         check_choice(self.name, "quantize", self.quantize, ("none", "uint8", "float16"))
+        check_choice(self.name, "backend", self.backend, ("wasm", "cpu"))

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 
 from ..._native import quiet_native_stderr
-from ..._optional import version_of
 from ...errors import DataError, UnsupportedError
 from ...recipes import ApplyContext, register_handler
 from ...recipes.export import ToOpenVino
@@ -263,31 +262,53 @@ def xla(recipe: Xla, handle: KerasModel, context: ApplyContext) -> KerasModel:
     return new
 
 
+def _saved_model(handle: KerasModel, path: str) -> None:
+    """The model as a SavedModel with a serving signature (what OpenVINO's and TF.js's converters read)."""
+    with _quiet():
+        if hasattr(handle.payload, "export"):  # Keras 3
+            handle.payload.export(path)
+        else:
+            _tf.tf().saved_model.save(handle.payload, path)
+
+
 @register_handler(Tfjs, "keras")
 def tfjs(recipe: Tfjs, handle: KerasModel, context: ApplyContext) -> Any:
-    """A TF.js model runs in JavaScript, which a Python study cannot time: where the converter works, the
-    row says how big the export is; where it does not, why."""
+    """SavedModel → TF.js graph model in the isolated converter environment, loaded by TF.js in Node.js (a
+    model TF.js cannot load, such as one with an op it lacks, is an unsupported row naming it)."""
+    import os
+    import tempfile
+
+    from ...errors import ModelError
+    from ..tfjs import TfjsModel, tools
+
     spec = recipe.to_spec()
-    if version_of("tensorflowjs") is None:
-        raise UnsupportedError(spec, "the TF.js converter is not installed, and does not install here: beside "
-                                     f"TensorFlow {version_of('tensorflow')} pip only resolves tensorflowjs 3.18.0 "
-                                     "(2022), which downgrades packaging to 20.9 and fails on import with NumPy 2 "
-                                     "(np.object)")
+    if handle.runtime != "tensorflow" or handle.precision != "fp32":
+        raise UnsupportedError(spec, "it converts a float Keras model run by TensorFlow (put tfjs(quantize=...) "
+                                     "on the conversion for smaller weights)")
+    reason = tools.missing()
+    if reason:
+        raise UnsupportedError(spec, reason)
+    with tempfile.TemporaryDirectory(prefix="wb-tfjs-") as tmp:
+        path = os.path.join(tmp, "saved_model")
+        try:
+            _saved_model(handle, path)
+        except Exception as exc:
+            raise UnsupportedError(spec, f"the model could not be saved as a SavedModel ({type(exc).__name__}: "
+                                         f"{_first_line(exc)})") from None
+        files = tools.convert(path, spec, recipe.quantize)
+    stored = {"none": "float32", "uint8": "uint8 (affine, per tensor)", "float16": "float16"}[recipe.quantize]
+    notes = handle.notes + (f"{spec}: weights stored {stored}" + ("" if recipe.quantize == "none" else
+                                                                  ", dequantized to float32 when TF.js loads them"),)
+    model = TfjsModel(files, handle, backend=recipe.backend, quantize=recipe.quantize, notes=notes)
+    sample = context.task.sample(1) if context.task is not None else handle.example_input
     try:
-        import tempfile
-        from pathlib import Path
-
-        from tensorflowjs.converters import save_keras_model  # type: ignore[import-not-found]
-
-        with tempfile.TemporaryDirectory() as tmp, _quiet():
-            options = {"quantization_dtype_map": {recipe.quantize: "*"}} if recipe.quantize != "none" else {}
-            save_keras_model(handle.payload, tmp, **options)
-            files = list(Path(tmp).iterdir())
-            size = sum(f.stat().st_size for f in files)
-    except Exception as exc:
-        raise UnsupportedError(spec, f"the TF.js converter failed ({type(exc).__name__}: {_first_line(exc)})") from None
-    raise UnsupportedError(spec, f"exported {size / 1024:.1f} KB in {len(files)} files (model.json + weight "
-                                 "shards); it runs in a JavaScript runtime, which this study cannot time")
+        model.node()
+        if sample is not None:  # a kernel TF.js lacks shows only when the graph runs
+            model.predict(sample)
+    except ModelError as exc:
+        model.stop()
+        raise UnsupportedError(spec, f"TF.js could not run the converted model ({exc})") from None
+    return model.evolve(notes=model.notes + (model.timing_note(),))
 
 
 @register_handler(ToOpenVino, "keras")
@@ -310,13 +331,8 @@ def keras_to_openvino(recipe: ToOpenVino, handle: KerasModel, context: ApplyCont
     with tempfile.TemporaryDirectory(prefix="wb-ov-") as tmp:
         path = os.path.join(tmp, "saved_model")
         try:
+            _saved_model(handle, path)
             with _quiet():
-                if hasattr(handle.payload, "export"):
-                    handle.payload.export(path)
-                else:
-                    import tensorflow as tf
-
-                    tf.saved_model.save(handle.payload, path)
                 model = ov.convert_model(path)
         except Exception as exc:
             raise UnsupportedError(spec, f"OpenVINO could not convert the model ({type(exc).__name__}: "
