@@ -15,7 +15,8 @@ from workbench.profiling.device import accelerators, board
 from .conftest import FAST
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED_TARGETS = {"android-nnapi", "ios-coreml", "hexagon", "tflite-gpu", "edgetpu", "jetson", "tflite-micro"}
+SEED_TARGETS = {"android-nnapi", "ios-coreml", "hexagon", "tflite-gpu", "edgetpu", "jetson", "tfjs-web",
+                "tflite-micro"}
 
 
 def test_every_target_the_seed_names_is_listed_with_no_field_left_silent():

@@ -158,6 +158,15 @@ for _target in (
            "to-onnx, or a study with target='cuda' on the Jetson itself",
            "everything CUDA when the device profile recognises a Jetson (workbench device says so); elsewhere nothing",
            "nothing statically (TensorRT's support depends on its version)"),
+    Target("tfjs-web", "TensorFlow.js (web pages, Node.js)",
+           "TF.js: wasm (XNNPACK in WebAssembly), WebGL or WebGPU backends in a browser; wasm or cpu in Node.js",
+           ("fp32", "uint8 / float16 weights (dequantized at load)"),
+           "a TF.js graph model (model.json + weight shards) with ops TF.js has kernels for on the chosen backend",
+           "tfjs(quantize=..., backend=wasm|cpu) on a Keras model (`make tfjs` installs the converter and TF.js)",
+           "TF.js itself in Node.js on this CPU (wasm or cpu backend, one thread): size, accuracy, fidelity, latency; "
+           "not WebGL / WebGPU (no browser GPU here)",
+           "nothing statically: the tfjs recipe runs the converted model once, and a kernel TF.js lacks is an "
+           "unsupported row naming it"),
     Target("tflite-micro", "TensorFlow Lite for Microcontrollers", "the TFLM interpreter on an MCU (Cortex-M)",
            ("int8", "fp32"), "a TFLite flatbuffer that fits the board's flash, with an arena in its RAM",
            "int8-static + tf-micro(flash_kb=..., ram_kb=...) on a Keras model", _TFLITE,
@@ -179,7 +188,7 @@ def table():
     return pd.DataFrame([TARGETS.get(name).as_row() for name in _ORDER])
 
 
-_ORDER = ("android-nnapi", "ios-coreml", "hexagon", "tflite-gpu", "edgetpu", "jetson", "tflite-micro")
+_ORDER = ("android-nnapi", "ios-coreml", "hexagon", "tflite-gpu", "edgetpu", "jetson", "tfjs-web", "tflite-micro")
 
 
 def _flatbuffer(model: Any) -> bytes:
