@@ -352,7 +352,9 @@ def test_tfjs_without_its_tools_is_an_unsupported_row_that_says_how_to_install_t
 
 
 def test_a_tfjs_model_keeps_its_node_process_to_itself(tf_study):
+    import os
     import pickle
+    import signal
 
     import psutil
 
@@ -364,6 +366,27 @@ def test_a_tfjs_model_keeps_its_node_process_to_itself(tf_study):
     other = copy.node().process.pid
     copy.stop()
     assert not psutil.pid_exists(other) and psutil.pid_exists(pid)
+    # a process that died (killed, out of memory) is replaced on the next call, never read from
+    os.kill(pid, signal.SIGKILL)
+    handle.node().process.wait()
+    assert np.allclose(handle.predict(tf_study.task.sample(4)), copy.predict(tf_study.task.sample(4)), atol=1e-5)
+    assert handle.node().process.pid != pid
+    copy.stop()
+
+
+def test_tfjs_weights_read_back_the_way_tfjs_stores_them(tf_study):
+    plain = tf_study.handle("tfjs").weights()
+    for spec, tolerance in (("tfjs(quantize=uint8)", 0.51), ("tfjs(quantize=float16)", None)):
+        stored = tf_study.handle(spec).weights()
+        assert [w.shape for w in stored] == [w.shape for w in plain]
+        for a, b in zip(plain, stored):
+            if a.size < 2 or a.dtype != np.float32:
+                continue
+            if tolerance is None:  # float16: within its rounding
+                assert b.dtype == np.float16 and np.allclose(a, b.astype(np.float32), rtol=1e-3, atol=1e-4)
+            else:  # uint8: q * scale + min, within half a step of the float weight
+                step = (max(a.max(), 0) - min(a.min(), 0)) / 255
+                assert b.dtype == np.float32 and np.abs(a - b).max() <= tolerance * step * 1.02 + 1e-7
 
 
 def test_micro_arena_estimate_counts_the_live_activations():

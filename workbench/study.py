@@ -302,7 +302,8 @@ class Study(Orchestrator):
                     handle = handles[spec]
                     with handle.session(self.threads):
                         out[spec].append(measure_latency(handle.runner(batch), self.timing,
-                                                         sync=handle.synchronize).p50)
+                                                         sync=handle.synchronize,
+                                                         helpers=handle.helper_processes()).p50)
         return out
 
     def throughput(self, pipelines: str | Iterable[Any] = "baseline",
@@ -316,7 +317,7 @@ class Study(Orchestrator):
             for batch_size in batch_sizes:
                 with self._lock, handle.session(self.threads):
                     stats = measure_latency(handle.runner(self.task.sample(batch_size)), self.timing,
-                                            sync=handle.synchronize)
+                                            sync=handle.synchronize, helpers=handle.helper_processes())
                 records.append({"pipeline": pipeline.spec, "batch_size": batch_size, "latency_ms_p50": stats.p50,
                                 "latency_ms_iqr": stats.iqr, "throughput": batch_size / (stats.p50 / 1000)})
         return pd.DataFrame(records)

@@ -66,13 +66,14 @@ ATTEMPTS = 3
 
 
 def _prefix_times(runners: list[Callable[[], object]], whole: Callable[[], object], *, repeats: int,
-                  min_seconds: float) -> tuple[list[float], float, int, int]:
+                  min_seconds: float) -> tuple[list[float], float, int, tuple[int, float]]:
     """Per prefix, its median time over interleaved rounds; a layer's time is its prefix's median less the previous
     prefix's (the times add up to the full-length prefix's median, which a sum of medians of differences does not).
 
     The full-length prefix is the whole graph, so its median and the whole model's agree unless the machine was
     busy while one of them ran: then the rounds are measured again (up to ATTEMPTS), and the attempt where the two
-    agree best is kept. Returns the layer times in ms, the whole model's median in ms, the rounds, the attempts."""
+    agree best is kept. Returns the layer times in ms, the whole model's median in ms, the rounds, and (the
+    attempts, the kept attempt's gap)."""
     def timed(fn: Callable[[], object], calls: int = 7) -> float:
         samples = []  # the fastest of a few calls: scheduler noise only ever adds time
         for _ in range(calls):
@@ -95,17 +96,19 @@ def _prefix_times(runners: list[Callable[[], object]], whole: Callable[[], objec
             totals.append(timed(whole))
         medians = [statistics.median(c) for c in cumulative]
         total = statistics.median(totals)
-        gap = abs(1 - medians[-1] / total)
+        gap = abs(1 - medians[-1] / total) if medians else 0.0
         if best is None or gap < best[0]:
             best = (gap, medians, total, len(totals))
         if gap <= AGREEMENT:
             break
-    _, medians, total, n = best
-    return [m - (medians[k - 1] if k else 0.0) for k, m in enumerate(medians)], total, n, attempts
+    gap, medians, total, n = best
+    return [m - (medians[k - 1] if k else 0.0) for k, m in enumerate(medians)], total, n, (attempts, gap)
 
 
-def _method(what: str, attempts: int) -> str:
-    again = f"; measured {attempts} times, the machine was busy" if attempts > 1 else ""
+def _method(what: str, tries: tuple[int, float]) -> str:
+    attempts, gap = tries
+    again = (f"; measured {attempts} times: the full-length prefix and the whole model were {gap:.0%} apart at "
+             "best (a busy machine, or per-call overhead the prefixes do not share)") if attempts > 1 else ""
     return (f"prefix models ({what}; a layer's time is its prefix's median less the previous one's), interleaved "
             f"with the whole model{again}")
 

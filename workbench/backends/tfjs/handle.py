@@ -31,12 +31,15 @@ DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 QUANTIZED = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16}
 
 
-def _stop(process: subprocess.Popen, scratch: str) -> None:
-    try:
-        process.stdin.close()
-        process.wait(timeout=5)
-    except Exception:
-        process.kill()
+def _stop(process: subprocess.Popen | None, scratch: str) -> None:
+    if process is not None:
+        try:
+            process.stdin.close()  # serve.cjs exits when its input ends
+            process.wait(timeout=5)
+        except Exception:
+            process.kill()
+            process.wait()
+        process.stdout.close()
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -45,19 +48,32 @@ class _Node:
 
     def __init__(self, files: dict[str, bytes], backend: str, threads: int | None):
         self.scratch = tempfile.mkdtemp(prefix="wb-tfjs-")
-        model_dir = os.path.join(self.scratch, "model")
-        os.mkdir(model_dir)
-        for name, data in files.items():
-            Path(model_dir, name).write_bytes(data)
-        self.log = tempfile.TemporaryFile(dir=self.scratch)
-        env = {**os.environ, "WORKBENCH_TFJS_NODE_MODULES": str(tools.node_modules())}
-        self.process = subprocess.Popen(["node", str(SERVE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self.log, env=env, bufsize=0)
-        self._finalizer = weakref.finalize(self, _stop, self.process, self.scratch)
-        self.info = self.call(cmd="load", dir=model_dir, backend=backend, threads=threads or 1)
-        self.info["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-        shutil.rmtree(model_dir)  # loaded: the weights are in the process now
-        self.info["round_trip_us"] = self._round_trip_us()
+        self.process: subprocess.Popen | None = None
+        self._finalizer = weakref.finalize(self, _stop, None, self.scratch)
+        try:
+            model_dir = os.path.join(self.scratch, "model")
+            os.mkdir(model_dir)
+            for name, data in files.items():
+                Path(model_dir, name).write_bytes(data)
+            self.log = tempfile.TemporaryFile(dir=self.scratch)
+            env = {**os.environ, "WORKBENCH_TFJS_NODE_MODULES": str(tools.node_modules())}
+            # its own session: a notebook's interrupt (sent to the kernel's process group) leaves it running; it
+            # ends when its input does, so it never outlives this process
+            self.process = subprocess.Popen(["node", str(SERVE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=self.log, env=env, start_new_session=True)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _stop, self.process, self.scratch)
+            self.info = self.call(cmd="load", dir=model_dir, backend=backend, threads=threads or 1)
+            self.info["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+            shutil.rmtree(model_dir)  # loaded: the weights are in the process now
+            self.info["round_trip_us"] = self._round_trip_us()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def _reply(self) -> bytes:
         line = self.process.stdout.readline()
@@ -68,16 +84,30 @@ class _Node:
                              + (" / ".join(tail) or "it printed nothing"))
         return line
 
+    def _exchange(self, line: bytes) -> bytes:
+        """One command, one reply. Anything that breaks the exchange part-way (an interrupt, a dead process)
+        stops the process, so no later command can read this one's reply; the handle starts a new one."""
+        try:
+            self.process.stdin.write(line)
+            self.process.stdin.flush()
+            return self._reply()
+        except ModelError:
+            self.stop()
+            raise
+        except BaseException as exc:
+            self.stop()
+            if isinstance(exc, OSError):
+                raise ModelError(f"the TF.js process (Node.js) went away ({type(exc).__name__}: {exc})") from None
+            raise
+
     def call(self, **message: Any) -> dict[str, Any]:
-        self.process.stdin.write((json.dumps(message) + "\n").encode())
-        reply = json.loads(self._reply())
+        reply = json.loads(self._exchange((json.dumps(message) + "\n").encode()))
         if not reply.get("ok"):
             raise ModelError(f"TF.js: {reply.get('error')}")
         return reply
 
     def run(self) -> None:
-        self.process.stdin.write(RUN)
-        line = self._reply()
+        line = self._exchange(RUN)
         if not line.startswith(b'{"ok":true'):
             raise ModelError(f"TF.js: {json.loads(line).get('error')}")
 
@@ -111,7 +141,7 @@ def _js_dtype(x: np.ndarray) -> str:
 
 
 class TfjsModel(ModelHandle):
-    """`payload`: the graph model's files by name (model.json first). `backend` is TF.js's: wasm (XNNPACK
+    """`payload`: the graph model's files by name, model.json first. `backend` is TF.js's: wasm (XNNPACK
     kernels compiled to WebAssembly) or cpu (plain JavaScript). `quantize` is how the weights are stored
     (none, uint8, float16): TF.js dequantizes them to float32 when it loads the model, so it computes in fp32."""
 
@@ -132,7 +162,7 @@ class TfjsModel(ModelHandle):
         return {**self.__dict__, "_node": None}
 
     def node(self) -> _Node:
-        if self._node is None:
+        if self._node is None or not self._node.alive:
             self._node = _Node(self.payload, self.backend, self._threads)
         return self._node
 
@@ -197,7 +227,7 @@ class TfjsModel(ModelHandle):
         return WeightStats.from_arrays(a for a in self.weights() if a.size > 1 and a.dtype.kind == "f")
 
     def helper_processes(self) -> tuple[int, ...]:
-        return (self._node.process.pid,) if self._node is not None else ()
+        return (self._node.process.pid,) if self._node is not None and self._node.alive else ()
 
     def stop(self) -> None:
         """Stop the Node.js process (a later call starts a new one)."""

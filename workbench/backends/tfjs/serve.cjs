@@ -6,6 +6,8 @@
 //   {"cmd": "predict", "path": ..., "shape": [...], "out": ...}            -> {"ok", "shape"}  (output written to out)
 //   {"cmd": "ping"}                                                         -> {"ok"}   (the round trip alone)
 "use strict";
+// stdout carries the replies alone: whatever TF.js or a dependency prints goes to stderr
+console.log = console.info = console.warn = console.debug = console.error;
 const fs = require("fs");
 const path = require("path");
 const readline = require("readline");
@@ -82,7 +84,8 @@ async function handle(msg) {
       const input = tensorFrom(msg.path, msg.shape, msg.dtype || "float32");
       const { values, shape } = await forward(input);
       input.dispose();
-      fs.writeFileSync(msg.out, Buffer.from(values.buffer, values.byteOffset, values.byteLength));
+      const floats = values instanceof Float32Array ? values : Float32Array.from(values);
+      fs.writeFileSync(msg.out, Buffer.from(floats.buffer, floats.byteOffset, floats.byteLength));
       return { ok: true, shape };
     }
     case "ping": return { ok: true };

@@ -65,4 +65,5 @@ def convert(saved_model: str, spec: str, quantize: str) -> dict[str, bytes]:
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if line.strip()]
             raise UnsupportedError(spec, f"the TF.js converter failed: {lines[-1] if lines else done.returncode}")
-        return {path.name: path.read_bytes() for path in sorted(Path(out).iterdir())}
+        paths = sorted(Path(out).iterdir(), key=lambda path: (path.name != "model.json", path.name))
+        return {path.name: path.read_bytes() for path in paths}

@@ -45,7 +45,9 @@ def autocast(recipe: Autocast, handle: TorchModel, context: ApplyContext) -> Tor
         try:  # oneDNN has no bf16 LSTM on a CPU without avx512_bf16 / AMX: it says so only when it runs
             new.predict(sample)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0][:200]
+            if "out of memory" in str(exc).lower():
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise UnsupportedError(spec, f"torch.autocast({recipe.dtype}) cannot run this model on {device_type}: "
                                          f"{first}") from None
     return new
