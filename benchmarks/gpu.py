@@ -135,8 +135,10 @@ def main() -> int:
     precision = ["tf32", "fp16", "bf16", "autocast(bf16)", "autocast(fp16)"]
     steps.append(lambda: studies("cuda" if cuda else "cpu", 4096 if cuda else 32, timing, {
         "digits-mlp": precision + ["prune(pattern=2:4, finetune=0) + fp16 + sparse-kernels",
-                                   "prune(pattern=2:4) + fp16 + sparse-kernels", "compile", "int8-dynamic"],
-        "digits-cnn32": precision + ["channels-last", "fp16 + channels-last"],
+                                   "prune(pattern=2:4) + fp16 + sparse-kernels", "compile", "int8-dynamic",
+                                   "int8-dynamic + compile", "fp8", "fp8 + compile"],
+        "digits-cnn32": precision + ["channels-last", "fp16 + channels-last", "cudnn-benchmark",
+                                     "fp16 + channels-last + cudnn-benchmark"],
     }))
     for step in steps:
         try:

@@ -4,9 +4,9 @@ from . import export, fusion, precision, quantization, sparsity, tensorflow, tra
 from .aliases import ALIASES
 from .base import HANDLERS, RECIPES, TRAINING_RECIPES, ApplyContext, Recipe, register_handler, register_recipe
 from .export import ToOnnx, ToOpenVino
-from .fusion import ChannelsLast, Compile, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
+from .fusion import ChannelsLast, Compile, CudnnBenchmark, ExecuTorch, FoldBatchNorm, Fuse, TorchScript
 from .pipeline import BASELINE, Pipeline, as_pipeline, compose, parse_pipelines
-from .precision import Autocast, Bf16, Fp16, Tf32
+from .precision import Autocast, Bf16, Fp8, Fp16, Tf32
 from .quantization import Int4WeightOnly, Int8Dynamic, Int8Static, Int8WeightOnly, Qat
 from .sparsity import Cluster, Prune, SparseKernels
 from .tensorflow import EdgeTpu, Tfjs, Tflite, TfMicro, Xla
@@ -32,7 +32,8 @@ def describe() -> list[dict]:
 
 __all__ = [
     "ALIASES", "HANDLERS", "RECIPES", "TRAINING_RECIPES", "ApplyContext", "Autocast", "BASELINE", "Bf16",
-    "ChannelsLast", "Cluster", "Compile", "EdgeTpu", "ExecuTorch", "FoldBatchNorm", "Fp16", "Fuse", "Int8Dynamic",
+    "ChannelsLast", "Cluster", "Compile", "CudnnBenchmark", "EdgeTpu", "ExecuTorch", "FoldBatchNorm", "Fp8", "Fp16",
+    "Fuse", "Int8Dynamic",
     "Int4WeightOnly", "Int8Static", "Int8WeightOnly", "Pipeline", "Prune", "Qat", "Recipe", "SparseKernels", "Tf32", "Tfjs", "Tflite",
     "TfMicro", "ToOnnx", "ToOpenVino", "TorchScript", "Xla", "as_pipeline", "available", "compose", "describe", "parse_pipelines",
     "register_handler", "register_recipe",

@@ -42,6 +42,19 @@ class ChannelsLast(Recipe):
 
 @register_recipe
 @dataclass(frozen=True)
+class CudnnBenchmark(Recipe):
+    """cuDNN autotuning (`torch.backends.cudnn.benchmark`): the first call at each input shape times cuDNN's
+    convolution algorithms and keeps the fastest, so that call is slower (`first_call_ms`) and later ones may be
+    faster. CUDA models with convolutions only."""
+
+    name = "cudnn-benchmark"
+    kind = "graph"
+    formats = ("torch",)
+    summary = "cuDNN convolution-algorithm autotuning (CUDA only)"
+
+
+@register_recipe
+@dataclass(frozen=True)
 class TorchScript(Recipe):
     """TorchScript (trace or script), frozen and optimized for inference."""
 

@@ -52,6 +52,24 @@ class Autocast(Recipe):
 
 @register_recipe
 @dataclass(frozen=True)
+class Fp8(Recipe):
+    """float8 (e4m3) weights and activations for nn.Linear layers, activations scaled per batch, on NVIDIA GPUs
+    with fp8 tensor cores (sm89+: Ada, Hopper, Blackwell), through torchao. `granularity`: one scale per row
+    (per token / output channel) or per tensor."""
+
+    name = "fp8"
+    kind = "precision"
+    formats = ("torch",)
+    summary = "float8 Linear layers on sm89+ GPUs (torchao; CUDA only)"
+
+    granularity: str = "row"
+
+    def validate(self) -> None:
+        check_choice(self.name, "granularity", self.granularity, ("row", "tensor"))
+
+
+@register_recipe
+@dataclass(frozen=True)
 class Tf32(Recipe):
     """TensorFloat-32 matmuls and convolutions on NVIDIA tensor cores (sm80+); fp32 weights."""
 

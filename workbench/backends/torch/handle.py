@@ -38,6 +38,7 @@ class TorchModel(ModelHandle):
         self.autocast_dtype: torch.dtype | None = None  # run forward under torch.autocast (mixed precision)
         self.channels_last = False                      # feed 4-D inputs in NHWC memory format
         self.tf32 = False                               # allow TF32 tensor-core math (CUDA)
+        self.cudnn_benchmark = False                    # let cuDNN autotune convolution algorithms (CUDA)
         self.artifact: bytes | None = None              # the file to ship, where `module` cannot be saved as is
         self.stats_module: nn.Module | None = None      # where weights are counted and saved from, where `module`
                                                         # hides them (frozen TorchScript, sparse-kernel tensors)
@@ -120,7 +121,9 @@ class TorchModel(ModelHandle):
         previous_threads = torch.get_num_threads()
         previous_engine = torch.backends.quantized.engine
         previous_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        previous_benchmark = torch.backends.cudnn.benchmark
         try:
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
             if threads:
                 torch.set_num_threads(threads)
             if self.engine and self.engine != previous_engine:
@@ -128,6 +131,7 @@ class TorchModel(ModelHandle):
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.tf32
             yield
         finally:
+            torch.backends.cudnn.benchmark = previous_benchmark
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
             torch.set_num_threads(previous_threads)
             if torch.backends.quantized.engine != previous_engine:

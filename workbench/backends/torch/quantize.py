@@ -77,6 +77,10 @@ def layer_census(module: nn.Module, kinds: tuple[type, ...]) -> dict[str, list[s
 @register_handler(Int8Dynamic, "torch")
 def int8_dynamic(recipe: Int8Dynamic, handle: TorchModel, context: ApplyContext) -> TorchModel:
     spec = recipe.to_spec()
+    if handle.device.startswith("cuda") and not recipe.exclude and recipe.engine == "auto":
+        from .gpu import int8_dynamic_cuda
+
+        return int8_dynamic_cuda(spec, handle)
     _require_cpu_float(spec, handle)
     attention = layer_census(handle.payload, (nn.MultiheadAttention,)).get("MultiheadAttention", [])
     targets = _dynamic_targets(handle.payload)

@@ -10,7 +10,11 @@ for _name in ("torchao", "torch.utils._pytree"):
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from torchao.quantization import Int8WeightOnlyConfig, quantize_  # noqa: E402
+    from torchao.quantization import (  # noqa: E402
+        Int8DynamicActivationInt8WeightConfig,
+        Int8WeightOnlyConfig,
+        quantize_,
+    )
 
 
 def int4_weight_only_config(group_size: int):
@@ -23,4 +27,12 @@ def int4_weight_only_config(group_size: int):
     return PrototypeInt4WeightOnlyConfig(group_size=group_size)
 
 
-__all__ = ["Int8WeightOnlyConfig", "int4_weight_only_config", "quantize_"]
+def fp8_config(granularity: str):
+    """torchao's float8 dynamic-activation / float8-weight config, one scale per row or per tensor."""
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
+
+    return Float8DynamicActivationFloat8WeightConfig(granularity=PerRow() if granularity == "row" else PerTensor())
+
+
+__all__ = ["Int8DynamicActivationInt8WeightConfig", "Int8WeightOnlyConfig", "fp8_config", "int4_weight_only_config",
+           "quantize_"]
