@@ -30,9 +30,9 @@ browser:
 # it needs an older TensorFlow) and TF.js's npm packages (tfjs/node_modules), run by Node.js (apt's if none).
 tfjs: tfjs/.venv/bin/tensorflowjs_converter tfjs/node_modules/.package-lock.json
 
-tfjs/.venv/bin/tensorflowjs_converter: tfjs/requirements.txt
+tfjs/.venv/bin/tensorflowjs_converter: tfjs/requirements.txt tfjs/constraints.txt
 	$(PYTHON) -m venv tfjs/.venv
-	tfjs/.venv/bin/python -m pip install -q -r tfjs/requirements.txt
+	tfjs/.venv/bin/python -m pip install -q -r tfjs/requirements.txt -c tfjs/constraints.txt
 	@touch $@
 
 tfjs/node_modules/.package-lock.json: tfjs/package-lock.json
