@@ -51,6 +51,9 @@ def compute_precision(precision: str, pipeline: str = "") -> str:
 SLOWER_THAN_FP32 = 0.8
 #: the precisions whose GEMM peak is measured beside fp32
 PEAK_PRECISIONS = ("int8", "bf16", "fp16")
+#: how the cached peaks were measured: a profile cached with another value is measured again
+#: (2: bf16 / fp16 through F.linear instead of torch.mm)
+PEAKS_METHOD = 2
 #: at most this long timing one measured peak (the calls timed by then give the median)
 PEAK_MAX_TIME_S = 2.0
 
@@ -277,7 +280,7 @@ def _median_seconds(fn, repeats: int) -> float:
 def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10, precision: str = "fp32",
                         engine: str | None = None) -> float:
     """Measured matrix-multiply rate, from the median time of `repeats` (>= 5) calls: fp32 with torch when
-    installed, else NumPy's BLAS; bf16 and fp16 as torch.mm of those tensors; int8 as torch's quantized Linear
+    installed, else NumPy's BLAS; bf16 and fp16 as F.linear of those tensors; int8 as torch's quantized Linear
     (uint8 activations, int8 weights) on the engine the workbench's int8 recipes use."""
     if version_of("torch") is None:
         if precision != "fp32":
@@ -304,10 +307,12 @@ def measure_gemm_gflops(threads: int, n: int = 1024, repeats: int = 10, precisio
             finally:
                 torch.backends.quantized.engine = previous_engine
         elif precision in ("bf16", "fp16"):
+            # as nn.Linear runs it (F.linear, oneDNN's reduced-precision GEMM): on a CPU without avx512_bf16 /
+            # avx512_fp16, torch.mm of bf16 / fp16 tensors takes a naive fallback ten times slower (1.0 against
+            # 10.2 GFLOP/s on one core of an AVX2-only EPYC), a roof no bf16 model is held to
             dtype = torch.bfloat16 if precision == "bf16" else torch.float16
             a, b = a.to(dtype), b.to(dtype)
-            out = torch.empty(n, n, dtype=dtype)
-            seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats)
+            seconds = _median_seconds(lambda: torch.nn.functional.linear(a, b), repeats)
         else:
             out = torch.empty(n, n)
             seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats)
@@ -329,7 +334,7 @@ def _measured_peaks(fingerprint: str, cores: int, engine: str | None) -> dict[st
     path = cache_dir() / f"device-{fingerprint}.json"
     try:
         cached = json.loads(path.read_text())
-        if "peaks" in cached:  # profiles cached before the per-precision peaks are measured again
+        if cached.get("method") == PEAKS_METHOD:  # profiles cached by an earlier way of measuring: measured again
             return cached
     except (OSError, ValueError):
         pass
@@ -338,6 +343,7 @@ def _measured_peaks(fingerprint: str, cores: int, engine: str | None) -> dict[st
         "peak_gflops_all": measure_gemm_gflops(cores),
         "bandwidth_gbs": measure_bandwidth_gbs(),
         "peaks": {"fp32": {}},
+        "method": PEAKS_METHOD,
     }
     peaks["peaks"]["fp32"] = {"1t": peaks["peak_gflops_1t"], "all": peaks["peak_gflops_all"]}
     if version_of("torch") is not None:
