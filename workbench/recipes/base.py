@@ -46,6 +46,13 @@ class ApplyContext:
     device: Any = None  # a DeviceProfile, when the study has one
     seed: int = 0
 
+    def sample_input(self, handle: Any) -> Any:
+        """One input to run a built model once, so that what it cannot run is found before it is timed: the
+        model's example input, else one sample of the task, else None."""
+        if handle.example_input is not None:
+            return handle.example_input
+        return self.task.sample(1) if self.task is not None else None
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:

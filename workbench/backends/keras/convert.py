@@ -256,7 +256,7 @@ def xla(recipe: Xla, handle: KerasModel, context: ApplyContext) -> KerasModel:
                                               "each new batch shape compiles again",))
     try:
         with quiet_native_stderr():  # TF logs the failing graph's traceback on stderr as well
-            new.predict(handle.example_input if handle.example_input is not None else context.task.sample(1))
+            new.predict(context.sample_input(handle))
     except Exception as exc:
         raise UnsupportedError(spec, f"XLA cannot compile this model ({type(exc).__name__}: {_first_line(exc)})") from None
     return new
@@ -300,7 +300,7 @@ def tfjs(recipe: Tfjs, handle: KerasModel, context: ApplyContext) -> Any:
     notes = handle.notes + (f"{spec}: weights stored {stored}" + ("" if recipe.quantize == "none" else
                                                                   ", dequantized to float32 when TF.js loads them"),)
     model = TfjsModel(files, handle, backend=recipe.backend, quantize=recipe.quantize, notes=notes)
-    sample = context.task.sample(1) if context.task is not None else handle.example_input
+    sample = context.sample_input(handle)
     try:
         model.node()
         if sample is not None:  # a kernel TF.js lacks shows only when the graph runs

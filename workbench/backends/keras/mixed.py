@@ -78,7 +78,7 @@ def bf16(recipe: Bf16, handle: KerasModel, context: ApplyContext) -> KerasModel:
     new = handle.evolve(payload=model, precision="bf16", dtype_policy=POLICY, notes=notes)
     try:
         with quiet_native_stderr():
-            new.predict(handle.example_input if handle.example_input is not None else context.task.sample(1))
+            new.predict(context.sample_input(handle))
     except Exception as exc:
         raise UnsupportedError(spec, f"the {POLICY} model does not run ({type(exc).__name__}: "
                                      f"{_first_line(exc)})") from None

@@ -40,7 +40,7 @@ def autocast(recipe: Autocast, handle: TorchModel, context: ApplyContext) -> Tor
         raise UnsupportedError(spec, f"torch.autocast is not available on {device_type}")
     notes = handle.notes + (f"{spec}: weights stay fp32; matmuls and convolutions run in {recipe.dtype}",)
     new = handle.evolve(autocast_dtype=dtype, precision=f"amp-{recipe.dtype}", notes=notes)
-    sample = context.task.sample(1) if context.task is not None else handle.example_input
+    sample = context.sample_input(handle)
     if sample is not None:
         try:  # oneDNN has no bf16 LSTM on a CPU without avx512_bf16 / AMX: it says so only when it runs
             new.predict(sample)
