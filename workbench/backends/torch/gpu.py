@@ -6,6 +6,7 @@ lent (marked `gpu`, skipped with the reason elsewhere)."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,17 +16,27 @@ from ...recipes import ApplyContext, register_handler
 from ...recipes.fusion import CudnnBenchmark
 from ...recipes.precision import Fp8
 from .handle import TorchModel
+from .quantize import _float_graph
 
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-def _linears(spec: str, handle: TorchModel, what: str) -> list[str]:
+def _torchao_linears(spec: str, handle: TorchModel, what: str, config: Any, precision: str, detail: str,
+                     **changes: Any) -> TorchModel:
+    """The fp32 model's nn.Linear layers quantized by torchao's `config`; `detail` says how, in the notes."""
     if handle.precision != "fp32":
         raise UnsupportedError(spec, f"it quantizes an fp32 model; this one is {handle.precision}")
     names = [name for name, m in handle.payload.named_modules() if isinstance(m, nn.Linear)]
     if not names:
         raise UnsupportedError(spec, f"{what} quantizes nn.Linear layers and this model has none")
-    return names
+    from .torchao_quiet import quantize_
+
+    module = copy.deepcopy(handle.payload)
+    quantize_(module, config)
+    notes = handle.notes + (f"{spec}: torchao {detail} for {len(names)} Linear layer(s) on {_gpu_name(handle)}; "
+                            "other layers stay fp32",)
+    return handle.evolve(payload=module, precision=precision, notes=notes, changed_layers=tuple(names),
+                         flops_module=_float_graph(handle), **changes)
 
 
 def _gpu_name(handle: TorchModel) -> str:
@@ -39,15 +50,11 @@ def int8_dynamic_cuda(spec: str, handle: TorchModel) -> TorchModel:
     major, _ = torch.cuda.get_device_capability(handle.device)
     if major < 8:
         raise UnsupportedError(spec, f"int8 tensor-core matmuls need sm80+; this GPU is {_gpu_name(handle)}")
-    names = _linears(spec, handle, "int8-dynamic on CUDA (torchao)")
-    from .torchao_quiet import Int8DynamicActivationInt8WeightConfig, quantize_
+    from .torchao_quiet import Int8DynamicActivationInt8WeightConfig
 
-    module = copy.deepcopy(handle.payload)
-    quantize_(module, Int8DynamicActivationInt8WeightConfig())
-    notes = handle.notes + (f"{spec}: torchao int8 dynamic activations (per token) × int8 weights (per channel) for "
-                            f"{len(names)} Linear layer(s) on {_gpu_name(handle)}; other layers stay fp32",)
-    return handle.evolve(payload=module, precision="int8", engine="torchao", notes=notes, changed_layers=tuple(names),
-                         flops_module=handle.payload)
+    return _torchao_linears(spec, handle, "int8-dynamic on CUDA (torchao)", Int8DynamicActivationInt8WeightConfig(),
+                            "int8", "int8 dynamic activations (per token) × int8 weights (per channel)",
+                            engine="torchao")
 
 
 @register_handler(Fp8, "torch")
@@ -59,16 +66,11 @@ def fp8(recipe: Fp8, handle: TorchModel, context: ApplyContext) -> TorchModel:
     if torch.cuda.get_device_capability(handle.device) < (8, 9):
         raise UnsupportedError(spec, f"fp8 tensor cores need sm89+ (Ada, Hopper, Blackwell); this GPU is "
                                      f"{_gpu_name(handle)}: use int8-dynamic or fp16 on it")
-    names = _linears(spec, handle, "fp8")
-    from .torchao_quiet import fp8_config, quantize_
+    from .torchao_quiet import fp8_config
 
-    module = copy.deepcopy(handle.payload)
-    quantize_(module, fp8_config(recipe.granularity))
-    notes = handle.notes + (f"{spec}: torchao float8 e4m3 weights and activations (scaled per {recipe.granularity}, "
-                            f"activations per batch) for {len(names)} Linear layer(s) on {_gpu_name(handle)}; "
-                            "other layers stay fp32",)
-    return handle.evolve(payload=module, precision="fp8", notes=notes, changed_layers=tuple(names),
-                         flops_module=handle.payload)
+    return _torchao_linears(spec, handle, "fp8", fp8_config(recipe.granularity), "fp8",
+                            f"float8 e4m3 weights and activations (scaled per {recipe.granularity}, activations per "
+                            "batch)")
 
 
 @register_handler(CudnnBenchmark, "torch")
