@@ -21,7 +21,7 @@ import numpy as np
 from .errors import ModelError, ParameterError, UnsupportedError, WorkbenchError
 from .model import ModelHandle, wrap
 from .profiling.device import DeviceProfile, available_cores
-from .profiling.timing import TimingConfig, measure_latency
+from .profiling.timing import TimingConfig, measure_handle
 from .recipes import RECIPES, ApplyContext, Pipeline
 from .registry import Registry
 from .tasks import Task, outputs_on
@@ -252,9 +252,7 @@ class InferenceBench(Bench):
 
         def timed():
             with handle.session(self.threads):
-                runner = handle.runner(batch)
-                return measure_latency(runner, self.config.timing, sync=handle.synchronize, threads=self.threads,
-                                       helpers=handle.helper_processes())
+                return measure_handle(handle, batch, self.config.timing, threads=self.threads)
 
         stats = self._stage("latency", timed)
         row.update(stats.as_row())

@@ -21,7 +21,7 @@ from .executors import Executor, as_executor
 from .measure import InferenceBench, Settings, check_batch_fits, check_count, check_threads
 from .model import ModelHandle
 from .profiling.device import DeviceProfile, device
-from .profiling.timing import TimingConfig, measure_latency
+from .profiling.timing import TimingConfig, measure_handle
 from .recipes import Pipeline, as_pipeline, parse_pipelines
 from .results import Results
 from .store import ResultsStore
@@ -301,9 +301,7 @@ class Study(Orchestrator):
                 for spec in (specs if r % 2 == 0 else specs[::-1]):
                     handle = handles[spec]
                     with handle.session(self.threads):
-                        out[spec].append(measure_latency(handle.runner(batch), self.timing,
-                                                         sync=handle.synchronize,
-                                                         helpers=handle.helper_processes()).p50)
+                        out[spec].append(measure_handle(handle, batch, self.timing).p50)
         return out
 
     def throughput(self, pipelines: str | Iterable[Any] = "baseline",
@@ -316,8 +314,7 @@ class Study(Orchestrator):
             handle = self.handle(pipeline)
             for batch_size in batch_sizes:
                 with self._lock, handle.session(self.threads):
-                    stats = measure_latency(handle.runner(self.task.sample(batch_size)), self.timing,
-                                            sync=handle.synchronize, helpers=handle.helper_processes())
+                    stats = measure_handle(handle, self.task.sample(batch_size), self.timing)
                 records.append({"pipeline": pipeline.spec, "batch_size": batch_size, "latency_ms_p50": stats.p50,
                                 "latency_ms_iqr": stats.iqr, "throughput": batch_size / (stats.p50 / 1000)})
         return pd.DataFrame(records)

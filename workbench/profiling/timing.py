@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -246,6 +247,14 @@ def measure_latency(fn: Callable[[], object], config: TimingConfig | None = None
         contended = True
     return dataclasses.replace(stats, load_others=others, contended=contended,
                                lock_wait_ms=round(lock["waited_s"] * 1e3, 3))
+
+
+def measure_handle(handle: Any, batch: Any, config: TimingConfig | None = None,
+                   threads: int | None = None) -> LatencyStats:
+    """`measure_latency` of a model handle's `runner(batch)`, with its device sync and its helper processes (call
+    it inside `handle.session(threads)`: runtimes take their thread count when a session is made)."""
+    return measure_latency(handle.runner(batch), config, sync=handle.synchronize, threads=threads,
+                           helpers=handle.helper_processes())
 
 
 def _measure(fn: Callable[[], object], config: TimingConfig, sync: Callable[[], None]) -> LatencyStats:
