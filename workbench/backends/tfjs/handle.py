@@ -64,7 +64,6 @@ class _Node:
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _stop, self.process, self.scratch)
             self.info = self.call(cmd="load", dir=model_dir, backend=backend, threads=threads or 1)
-            self.info["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
             shutil.rmtree(model_dir)  # loaded: the weights are in the process now
             self.info["round_trip_us"] = self._round_trip_us()
         except BaseException:

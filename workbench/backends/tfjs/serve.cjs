@@ -63,7 +63,7 @@ async function load(msg) {
   const artifacts = { ...json, weightSpecs: specs,
                       weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.length) };
   model = await tf.loadGraphModel(tf.io.fromMemory(artifacts));
-  const reply = { ok: true, backend: tf.getBackend(), version: tf.version.tfjs };
+  const reply = { ok: true, backend: tf.getBackend(), version: tf.version.tfjs, node: process.version };
   if (msg.backend === "wasm") {
     reply.simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
     reply.multithread = await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT");
